@@ -1,0 +1,44 @@
+# Makefile for the Mesos Docker executor. `make help` lists the targets.
+
+GO        ?= go
+BIN       := bin
+VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X main.version=$(VERSION)
+# Binaries are static so that agents can fetch and run them anywhere; tests
+# need cgo for -race.
+STATIC    := CGO_ENABLED=0
+PKGS      := ./...
+
+.DEFAULT_GOAL := help
+.PHONY: help build test test-unit bench demo lint fmt check clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+build: ## build bin/executor and the demo/test task binary bin/taskbin (static)
+	$(STATIC) $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/executor ./cmd/executor
+	$(STATIC) $(GO) build -trimpath -o $(BIN)/taskbin ./test/taskbin
+
+test: build ## every test, unit and end-to-end against the real Docker Engine, with -race
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+test-unit: ## the fast unit tests only (-short skips the Docker end-to-end tests)
+	$(GO) test -race -short -count=1 $(PKGS)
+
+bench: build ## benchmarks against the raw Docker API, printing ratios
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/bench/
+
+demo: build ## run example tasks on the built-in local agent and real Docker
+	./$(BIN)/executor demo --task-binary $(BIN)/taskbin
+
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+fmt: ## format the code
+	gofmt -w $$(git ls-files '*.go')
+
+check: lint test ## lint and test
+
+clean: ## remove build output
+	rm -rf $(BIN)

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/mdx-executor/mdx/agent"
+	"github.com/mdx-executor/mdx/status"
+)
+
+var errHelp = errors.New("help requested")
+
+// Config is everything the executor process needs, from flags and the
+// environment, with every default set in parseConfig.
+type Config struct {
+	Agent agent.Config
+
+	StatusSocket string
+	LogFormat    string
+	LogLevel     string
+	DockerHost   string
+	CgroupParent string
+
+	AllowPrivileged     bool
+	AllowHostNamespaces bool
+	AllowHostMounts     bool
+
+	DefaultKillGrace time.Duration
+	RemoveDelay      time.Duration
+	IdleTimeout      time.Duration
+	TaskLogMaxBytes  int64
+	TaskLogMaxFiles  int
+	DockerTimeout    time.Duration
+}
+
+// envPrefix: every flag can also come from EXECUTOR_<NAME> (dashes become
+// underscores), because an agent starts the executor with the environment
+// of ExecutorInfo.command and operators often find that easier than
+// arguments. A flag on the command line wins.
+const envPrefix = "EXECUTOR_"
+
+func parseConfig(args []string, getenv func(string) string) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("executor", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	wire := "protobuf"
+	var heartbeat time.Duration
+	fs.StringVar(&c.StatusSocket, "status-socket", "", "path of the read-only status socket (default $MESOS_SANDBOX/executor.sock)")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "executor log format: text or json")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "executor log level: debug, info, warn, error")
+	fs.StringVar(&c.DockerHost, "docker-host", "", "Docker Engine address (default $DOCKER_HOST or unix:///var/run/docker.sock)")
+	fs.StringVar(&c.CgroupParent, "cgroup-parent", "", "cgroup parent for task containers (default: Docker's)")
+	fs.BoolVar(&c.AllowPrivileged, "allow-privileged", false, "allow tasks to run privileged containers")
+	fs.BoolVar(&c.AllowHostNamespaces, "allow-host-namespaces", false, "allow tasks to use the host's pid, ipc or uts namespace")
+	fs.BoolVar(&c.AllowHostMounts, "allow-host-mounts", false, "allow tasks to bind-mount host paths outside their sandbox")
+	fs.DurationVar(&c.DefaultKillGrace, "default-kill-grace", 3*time.Second, "grace between the stop signal and SIGKILL when the task sets none")
+	fs.DurationVar(&c.RemoveDelay, "remove-delay", time.Minute, "how long a finished task's container is kept before removal")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 0, "exit after this long without tasks once every update is acknowledged (0: never)")
+	fs.Int64Var(&c.TaskLogMaxBytes, "task-log-max-size", 10<<20, "bytes per task stdout/stderr file before it is rotated")
+	fs.IntVar(&c.TaskLogMaxFiles, "task-log-max-files", 5, "rotated task log files kept per stream")
+	fs.DurationVar(&c.DockerTimeout, "docker-timeout", 30*time.Second, "deadline of one short Docker API call")
+	fs.StringVar(&wire, "wire-format", wire, "agent API encoding: protobuf or json")
+	fs.DurationVar(&heartbeat, "agent-heartbeat", 30*time.Second, "interval of HEARTBEAT calls that detect a dead agent connection (negative: off)")
+
+	// Environment first, so that flags on the command line override it.
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := envPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(name); v != "" {
+			if err := f.Value.Set(v); err != nil && envErr == nil {
+				envErr = fmt.Errorf("%s=%q: %w", name, v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return c, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(os.Stdout)
+			fmt.Println("Usage: executor [flags]   (started by a Mesos agent; see the README)")
+			fs.PrintDefaults()
+			return c, errHelp
+		}
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return c, fmt.Errorf("--log-format %q: want text or json", c.LogFormat)
+	}
+	ac, err := agent.ConfigFromEnv(getenv)
+	if err != nil {
+		return c, err
+	}
+	switch wire {
+	case "protobuf":
+		ac.ContentType = agent.ContentTypeProtobuf
+	case "json":
+		ac.ContentType = agent.ContentTypeJSON
+	default:
+		return c, fmt.Errorf("--wire-format %q: want protobuf or json", wire)
+	}
+	ac.HeartbeatInterval = heartbeat
+	c.Agent = ac
+	if c.StatusSocket == "" {
+		c.StatusSocket = status.DefaultSocketPath(getenv)
+	}
+	if c.StatusSocket == "" {
+		c.StatusSocket = filepath.Join(ac.Sandbox, status.SocketName)
+	}
+	return c, nil
+}

@@ -1,0 +1,63 @@
+// Command executor is a Mesos custom executor that runs many Docker tasks
+// in one process. A Mesos agent starts it with no arguments and the standard
+// MESOS_* environment; see the README for flags, task labels and the status
+// socket.
+//
+// Subcommands:
+//
+//	executor                 run as the executor (what the agent starts)
+//	executor status [...]    show a running executor's state from its socket
+//	executor demo [...]      run example tasks under a built-in local agent
+//	executor version         print the version
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/mdx-executor/mdx/status"
+)
+
+// version is set by the Makefile through -ldflags.
+var version = "dev"
+
+func main() {
+	os.Exit(realMain(os.Args[1:]))
+}
+
+func realMain(args []string) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "status":
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			if err := status.RunCLI(ctx, args[1:], os.Getenv, os.Stdout); err != nil {
+				fmt.Fprintln(os.Stderr, "executor status:", err)
+				return 1
+			}
+			return 0
+		case "demo":
+			if err := runDemo(args[1:]); err != nil {
+				fmt.Fprintln(os.Stderr, "executor demo:", err)
+				return 1
+			}
+			return 0
+		case "version", "--version":
+			fmt.Println(version)
+			return 0
+		}
+	}
+	cfg, err := parseConfig(args, os.Getenv)
+	if err != nil {
+		if errors.Is(err, errHelp) {
+			return 0
+		}
+		fmt.Fprintln(os.Stderr, "executor:", err)
+		return 2
+	}
+	return run(cfg)
+}

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/mdx-executor/mdx/agent"
+	"github.com/mdx-executor/mdx/containerd"
+	"github.com/mdx-executor/mdx/task"
+)
+
+const metricsNamespace = "mesos_executor"
+
+// metrics registers the executor's Prometheus metrics. Values owned by other
+// packages are read at scrape time (GaugeFunc, a Collector) instead of being
+// copied, so there is one owner for each number.
+type metrics struct {
+	ackRTT *prometheus.HistogramVec
+}
+
+func newMetrics(reg *prometheus.Registry, mgr *task.Manager, link *agent.Client, dc *containerd.Client) *metrics {
+	m := &metrics{
+		ackRTT: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: metricsNamespace,
+			Name:      "status_update_ack_seconds",
+			Help:      "Time from a status update's creation to the agent's acknowledgement.",
+			Buckets:   []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"state"}),
+	}
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.ackRTT,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "task_launches_total", Help: "Tasks launched (LAUNCH events accepted).",
+		}, func() float64 { return float64(mgr.Counters().Launched.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "task_kills_total", Help: "KILL requests acted on.",
+		}, func() float64 { return float64(mgr.Counters().Killed.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Name: "unacknowledged_updates", Help: "Status updates the agent has not acknowledged yet.",
+		}, func() float64 { return float64(link.Unacknowledged()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "agent_reconnects_total", Help: "Times the agent's event stream was lost after a successful SUBSCRIBE.",
+		}, func() float64 { return float64(link.Stats().Reconnects) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Name: "agent_connected", Help: "1 while subscribed to the agent.",
+		}, func() float64 {
+			if link.Stats().Connected {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "docker_events_reconnects_total", Help: "Times the Docker events stream was reopened.",
+		}, func() float64 { return float64(dc.StreamReconnects()) }),
+		&taskCollector{mgr: mgr},
+	)
+	return m
+}
+
+func (m *metrics) observeAck(_ string, state mesos.TaskState, rtt time.Duration) {
+	m.ackRTT.WithLabelValues(state.String()).Observe(rtt.Seconds())
+}
+
+// taskCollector reports tasks by state and failures by reason from the
+// manager's snapshot and counters at scrape time.
+type taskCollector struct{ mgr *task.Manager }
+
+var (
+	tasksDesc = prometheus.NewDesc(metricsNamespace+"_tasks", "Tasks by Mesos state.", []string{"state"}, nil)
+	failsDesc = prometheus.NewDesc(metricsNamespace+"_task_failures_total", "Tasks that ended TASK_FAILED or with a reason, by Mesos reason.", []string{"reason"}, nil)
+)
+
+func (c *taskCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- tasksDesc
+	ch <- failsDesc
+}
+
+func (c *taskCollector) Collect(ch chan<- prometheus.Metric) {
+	counts := map[string]int{}
+	for _, v := range c.mgr.Snapshot() {
+		counts[v.State]++
+	}
+	for _, s := range []mesos.TaskState{mesos.TASK_STARTING, mesos.TASK_RUNNING, mesos.TASK_KILLING,
+		mesos.TASK_FINISHED, mesos.TASK_FAILED, mesos.TASK_KILLED} {
+		ch <- prometheus.MustNewConstMetric(tasksDesc, prometheus.GaugeValue, float64(counts[s.String()]), s.String())
+	}
+	c.mgr.Counters().Failures.Range(func(k, v any) bool {
+		ch <- prometheus.MustNewConstMetric(failsDesc, prometheus.CounterValue, float64(v.(interface{ Load() uint64 }).Load()), k.(string))
+		return true
+	})
+}

@@ -1,0 +1,259 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/mesos/mesos-go/api/v1/lib/executor"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/mdx-executor/mdx/agent"
+	"github.com/mdx-executor/mdx/containerd"
+	"github.com/mdx-executor/mdx/isolation"
+	"github.com/mdx-executor/mdx/status"
+	"github.com/mdx-executor/mdx/task"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1
+)
+
+func newLogger(cfg Config) (*logrus.Entry, error) {
+	l := logrus.New()
+	l.SetOutput(os.Stderr)
+	if cfg.LogFormat == "json" {
+		l.SetFormatter(&logrus.JSONFormatter{})
+	} else {
+		l.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, DisableColors: true})
+	}
+	lvl, err := logrus.ParseLevel(cfg.LogLevel)
+	if err != nil {
+		return nil, fmt.Errorf("--log-level %q: %w", cfg.LogLevel, err)
+	}
+	l.SetLevel(lvl)
+	return logrus.NewEntry(l).WithFields(logrus.Fields{
+		"executor_id":  cfg.Agent.ExecutorID,
+		"framework_id": cfg.Agent.FrameworkID,
+	}), nil
+}
+
+// run is the executor: it returns the process exit code.
+func run(cfg Config) int {
+	log, err := newLogger(cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "executor:", err)
+		return 2
+	}
+	// The token authenticates this executor to its agent only: drop it from
+	// the environment before anything could pass it on.
+	_ = os.Unsetenv(agent.TokenEnv)
+
+	// SIGPIPE on a closed socket must not kill the executor; the write
+	// error is handled where it happens.
+	signal.Ignore(syscall.SIGPIPE)
+	raiseNoFile(log)
+
+	root, cancelRoot := context.WithCancel(context.Background())
+	defer cancelRoot()
+
+	cg := isolation.Detect("")
+	if len(cg.Warnings) > 0 {
+		log.WithField("cgroups", cg.String()).Warn("cgroup isolation degraded")
+	} else {
+		log.WithField("cgroups", cg.String()).Info("cgroups detected")
+	}
+
+	dc, err := containerd.New(root, containerd.Config{Host: cfg.DockerHost, CallTimeout: cfg.DockerTimeout}, log.WithField("component", "docker"))
+	if err != nil {
+		log.WithError(err).Error("cannot reach the Docker Engine; exiting so that the agent reports the executor's tasks")
+		return exitFailure
+	}
+	defer dc.Close()
+	dinfo, err := dc.DaemonInfo(root)
+	if err != nil {
+		log.WithError(err).Warn("docker info failed")
+	}
+	log.WithFields(logrus.Fields{"api_version": dc.APIVersion(), "storage_driver": dinfo.Driver, "server_version": dinfo.ServerVersion}).Info("connected to the Docker Engine")
+
+	instance := uuid.NewString()
+	link := agent.New(cfg.Agent, log.WithField("component", "agent"))
+	mgr := task.New(task.Config{
+		Policy: task.Policy{
+			AllowPrivileged:     cfg.AllowPrivileged,
+			AllowHostNamespaces: cfg.AllowHostNamespaces,
+			AllowHostMounts:     cfg.AllowHostMounts,
+			DefaultKillGrace:    cfg.DefaultKillGrace,
+			FrameworkID:         cfg.Agent.FrameworkID,
+			ExecutorID:          cfg.Agent.ExecutorID,
+			AgentID:             cfg.Agent.AgentID,
+			CgroupParent:        cfg.CgroupParent,
+		},
+		SandboxRoot:     cfg.Agent.Sandbox,
+		HostSandboxRoot: cfg.Agent.Directory,
+		Instance:        instance,
+		BootID:          bootID(),
+		RemoveDelay:     cfg.RemoveDelay,
+		ShutdownGrace:   cfg.Agent.ShutdownGracePeriod,
+		IdleTimeout:     cfg.IdleTimeout,
+		LogMaxBytes:     cfg.TaskLogMaxBytes,
+		LogKeep:         cfg.TaskLogMaxFiles,
+	}, dc, link, log.WithField("component", "tasks"))
+
+	reg := prometheus.NewRegistry()
+	m := newMetrics(reg, mgr, link, dc)
+	link.OnAck = m.observeAck
+
+	src := &stateSource{cfg: cfg, instance: instance, started: time.Now(), mgr: mgr, link: link, docker: dinfo, dockerAPI: dc.APIVersion(), cgroups: cg}
+	var bg sync.WaitGroup
+	bgCtx, stopBG := context.WithCancel(root)
+	defer func() { stopBG(); bg.Wait() }()
+
+	if ln, err := status.Listen(cfg.StatusSocket); err != nil {
+		// The executor's job is its tasks; a missing debug socket is
+		// worth a loud line, not an exit.
+		log.WithError(err).Error("status socket unavailable")
+	} else {
+		srv := status.New(src, reg, log.WithField("component", "status"))
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			if err := srv.Serve(bgCtx, ln); err != nil {
+				log.WithError(err).Error("status socket stopped")
+			}
+		}()
+		log.WithField("socket", cfg.StatusSocket).Info("status socket listening")
+	}
+
+	// Container exits: one events stream for this executor's containers.
+	exits := make(chan containerd.Exit, 256)
+	bg.Add(2)
+	go func() {
+		defer bg.Done()
+		labels := map[string]string{
+			containerd.LabelFramework: cfg.Agent.FrameworkID,
+			containerd.LabelExecutor:  cfg.Agent.ExecutorID,
+			containerd.LabelInstance:  instance,
+		}
+		if err := dc.WatchExits(bgCtx, labels, exits); err != nil && bgCtx.Err() == nil {
+			log.WithError(err).Error("container exit watch stopped")
+		}
+	}()
+	go func() {
+		defer bg.Done()
+		for {
+			select {
+			case <-bgCtx.Done():
+				return
+			case e := <-exits:
+				mgr.HandleExit(e)
+			}
+		}
+	}()
+
+	// The agent link and the forwarding of its events.
+	linkErr := make(chan error, 1)
+	bg.Add(2)
+	go func() {
+		defer bg.Done()
+		linkErr <- link.Run(bgCtx)
+	}()
+	go func() {
+		defer bg.Done()
+		forwardEvents(link.Events(), mgr)
+	}()
+
+	// Signals mean an orderly shutdown, as SHUTDOWN does.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+
+	mgrDone := make(chan error, 1)
+	go func() { mgrDone <- mgr.Run(root) }()
+
+	code := exitOK
+	var mgrErr error
+loop:
+	for {
+		select {
+		case s := <-sigs:
+			log.WithField("signal", s.String()).Info("signal received; shutting down")
+			mgr.Shutdown("signal " + s.String())
+		case err := <-linkErr:
+			if err == nil {
+				continue
+			}
+			code = exitFailure
+			log.WithError(err).Error("agent link lost for good; killing every task and exiting")
+			mgr.Shutdown(err.Error())
+		case mgrErr = <-mgrDone:
+			break loop
+		}
+	}
+	if mgrErr != nil && !errors.Is(mgrErr, task.ErrIdle) {
+		log.WithError(mgrErr).Error("task manager stopped")
+		code = exitFailure
+	}
+
+	// Every task is terminal: give the agent the rest of the grace period
+	// to ACK the terminal updates (exiting earlier makes the agent mark the
+	// tasks FAILED "executor terminated"), then remove the containers.
+	drainFor := max(cfg.Agent.ShutdownGracePeriod-time.Second, 2*time.Second)
+	dctx, cancel := context.WithTimeout(root, drainFor)
+	if err := link.WaitDrained(dctx); err != nil {
+		log.WithError(err).Warn("exiting with unacknowledged status updates")
+	}
+	cancel()
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(root), 30*time.Second)
+	if err := mgr.RemoveAll(rctx); err != nil {
+		log.WithError(err).Error("some task containers could not be removed")
+	}
+	cancel()
+	log.WithField("exit_code", code).Info("executor exiting")
+	return code
+}
+
+func forwardEvents(events <-chan *executor.Event, mgr *task.Manager) {
+	for ev := range events {
+		mgr.HandleEvent(ev)
+	}
+}
+
+// raiseNoFile lifts the soft open-files limit to the hard limit: every task
+// costs a few descriptors (log files, Docker streams) and the default soft
+// limit of 1024 is reached with a few hundred tasks.
+func raiseNoFile(log *logrus.Entry) {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		log.WithError(err).Warn("getrlimit NOFILE")
+		return
+	}
+	if lim.Cur < lim.Max {
+		old := lim.Cur
+		lim.Cur = lim.Max
+		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+			log.WithError(err).Warn("cannot raise the open files limit")
+			return
+		}
+		log.WithFields(logrus.Fields{"from": old, "to": lim.Max}).Debug("raised the open files limit")
+	}
+}
+
+func bootID() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}

@@ -1,0 +1,218 @@
+package containerd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/docker/docker/client"
+	"github.com/docker/go-connections/tlsconfig"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sync/singleflight"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultCallTimeout = 30 * time.Second
+	DefaultPullTimeout = 10 * time.Minute
+)
+
+// Connection pool sizes for the request/response client. Bursts (a launch
+// group, a reconcile after reconnect) reuse idle connections instead of
+// dialling one per request, and the cap keeps a runaway caller from opening
+// thousands of sockets to dockerd. Streams never use this pool: see
+// Client.stream.
+const (
+	maxIdleConnsPerHost = 16
+	maxConnsPerHost     = 64
+	idleConnTimeout     = 90 * time.Second
+)
+
+// Config configures a Client. Zero values mean the documented defaults.
+type Config struct {
+	// Host is the Docker Engine address, e.g. "unix:///var/run/docker.sock".
+	// "" uses DOCKER_HOST, or unix:///var/run/docker.sock when that is unset.
+	Host string
+	// CallTimeout bounds each short API call (inspect, create, start, kill,
+	// remove, list). Default DefaultCallTimeout.
+	CallTimeout time.Duration
+	// PullTimeout bounds one image pull or import. Default DefaultPullTimeout.
+	PullTimeout time.Duration
+}
+
+// Client drives the Docker Engine for the executor. It is safe for concurrent
+// use; it holds no per-container state.
+type Client struct {
+	log         *logrus.Entry
+	host        string
+	callTimeout time.Duration
+	pullTimeout time.Duration
+
+	// api carries the short request/response calls over a bounded pool.
+	api *client.Client
+	// stream carries the calls that hold a connection for minutes or for a
+	// container's lifetime (events, logs follow, pull, import). Each needs its
+	// own connection; on the bounded pool enough followed logs would starve
+	// every inspect and kill behind them.
+	stream *client.Client
+
+	pulls      singleflight.Group
+	reconnects atomic.Uint64
+}
+
+// DaemonInfo is what the executor logs and checks about the Docker daemon at
+// start.
+type DaemonInfo struct {
+	ServerVersion string
+	APIVersion    string // negotiated API version used by this client
+	Driver        string // storage driver, e.g. "overlay2", "fuse-overlayfs"
+	DriverStatus  [][2]string
+	CgroupVersion string // "1" or "2"
+	CgroupDriver  string // "cgroupfs" or "systemd"
+	DockerRootDir string
+	KernelVersion string
+	InitBinary    string
+	MemoryLimit   bool // the daemon can enforce memory limits
+	SwapLimit     bool
+}
+
+// New connects to the Docker daemon and pings it, so that a daemon that is down
+// or a wrong DOCKER_HOST fails the executor at start rather than at the first
+// task. The caller must Close the client. A nil log discards the client's logs.
+func New(ctx context.Context, cfg Config, log *logrus.Entry) (*Client, error) {
+	if log == nil {
+		discard := logrus.New()
+		discard.SetOutput(io.Discard)
+		log = logrus.NewEntry(discard)
+	}
+	host := cfg.Host
+	if host == "" {
+		host = os.Getenv(client.EnvOverrideHost)
+	}
+	if host == "" {
+		host = client.DefaultDockerHost
+	}
+	if cfg.CallTimeout <= 0 {
+		cfg.CallTimeout = DefaultCallTimeout
+	}
+	if cfg.PullTimeout <= 0 {
+		cfg.PullTimeout = DefaultPullTimeout
+	}
+
+	api, err := newDockerClient(host, &http.Transport{
+		MaxIdleConns:        maxIdleConnsPerHost,
+		MaxIdleConnsPerHost: maxIdleConnsPerHost,
+		MaxConnsPerHost:     maxConnsPerHost,
+		IdleConnTimeout:     idleConnTimeout,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("docker client for %s: %w", host, err)
+	}
+	stream, err := newDockerClient(host, &http.Transport{
+		MaxIdleConns:        4,
+		MaxIdleConnsPerHost: 4,
+		IdleConnTimeout:     idleConnTimeout,
+	})
+	if err != nil {
+		_ = api.Close()
+		return nil, fmt.Errorf("docker client for %s: %w", host, err)
+	}
+
+	c := &Client{
+		log:         log,
+		host:        host,
+		callTimeout: cfg.CallTimeout,
+		pullTimeout: cfg.PullTimeout,
+		api:         api,
+		stream:      stream,
+	}
+
+	pctx, cancel := context.WithTimeout(ctx, c.callTimeout)
+	defer cancel()
+	ping, err := api.Ping(pctx)
+	if err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("docker daemon at %s not reachable: %w", host, err)
+	}
+	// Negotiate both clients from the one ping; the stream client would
+	// otherwise ping again lazily on its first call.
+	api.NegotiateAPIVersionPing(ping)
+	stream.NegotiateAPIVersionPing(ping)
+	return c, nil
+}
+
+// newDockerClient builds one Docker client on tr. It takes the TLS settings
+// from DOCKER_CERT_PATH/DOCKER_TLS_VERIFY itself rather than through
+// client.FromEnv, because FromEnv replaces the transport (and so the pool
+// settings) when TLS is configured.
+func newDockerClient(host string, tr *http.Transport) (*client.Client, error) {
+	if certPath := os.Getenv(client.EnvOverrideCertPath); certPath != "" {
+		tlsc, err := tlsconfig.Client(tlsconfig.Options{
+			CAFile:             filepath.Join(certPath, "ca.pem"),
+			CertFile:           filepath.Join(certPath, "cert.pem"),
+			KeyFile:            filepath.Join(certPath, "key.pem"),
+			InsecureSkipVerify: os.Getenv(client.EnvTLSVerify) == "",
+		})
+		if err != nil {
+			return nil, fmt.Errorf("tls config from %s: %w", certPath, err)
+		}
+		tr.TLSClientConfig = tlsc
+	}
+	return client.NewClientWithOpts(
+		client.WithHTTPClient(&http.Client{Transport: tr, CheckRedirect: client.CheckRedirect}),
+		// WithHost configures the dialer (unix socket, tcp) on tr.
+		client.WithHost(host),
+		client.WithVersionFromEnv(),
+		client.WithAPIVersionNegotiation(),
+	)
+}
+
+// Close releases the client's idle connections. Streams in progress end when
+// their contexts do.
+func (c *Client) Close() error {
+	return errors.Join(c.api.Close(), c.stream.Close())
+}
+
+// Host returns the daemon address the client talks to.
+func (c *Client) Host() string { return c.host }
+
+// APIVersion returns the Engine API version negotiated with the daemon.
+func (c *Client) APIVersion() string { return c.api.ClientVersion() }
+
+// StreamReconnects counts how many times an events stream was reopened after
+// an error, over all WatchExits loops of this client.
+func (c *Client) StreamReconnects() uint64 { return c.reconnects.Load() }
+
+// DaemonInfo asks the daemon for its version, storage driver and cgroup setup.
+func (c *Client) DaemonInfo(ctx context.Context) (DaemonInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.callTimeout)
+	defer cancel()
+	info, err := c.api.Info(ctx)
+	if err != nil {
+		return DaemonInfo{}, fmt.Errorf("docker info: %w", err)
+	}
+	return DaemonInfo{
+		ServerVersion: info.ServerVersion,
+		APIVersion:    c.APIVersion(),
+		Driver:        info.Driver,
+		DriverStatus:  info.DriverStatus,
+		CgroupVersion: info.CgroupVersion,
+		CgroupDriver:  info.CgroupDriver,
+		DockerRootDir: info.DockerRootDir,
+		KernelVersion: info.KernelVersion,
+		InitBinary:    info.InitBinary,
+		MemoryLimit:   info.MemoryLimit,
+		SwapLimit:     info.SwapLimit,
+	}, nil
+}
+
+// call returns a context bounded by the short-call timeout.
+func (c *Client) call(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, c.callTimeout)
+}

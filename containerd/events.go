@@ -1,0 +1,307 @@
+package containerd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/sirupsen/logrus"
+)
+
+// Events stream tuning.
+const (
+	// reconnectBackoffMin and reconnectBackoffMax bound the wait before an
+	// events stream is reopened; the wait doubles per failed attempt.
+	reconnectBackoffMin = 100 * time.Millisecond
+	reconnectBackoffMax = 5 * time.Second
+	// streamHealthyAfter is how long a stream must have stayed open for its
+	// end to count as a fresh failure rather than part of an outage, which
+	// resets the backoff.
+	streamHealthyAfter = 10 * time.Second
+	// exitQueueSize buffers events between the reader and the inspects.
+	// dockerd drops events for a subscriber that stays 1024 events behind
+	// for 100 ms, silently; the reader therefore never waits on an inspect or
+	// on the consumer, and when this queue overflows the stream is reopened
+	// and reconciled instead.
+	exitQueueSize = 4096
+)
+
+var errExitQueueFull = errors.New("exit event queue full")
+
+// List returns the containers carrying all the given labels (a "" value
+// matches any value of that key), running ones only unless all is set. An
+// empty labels map is refused with ErrNoLabels.
+func (c *Client) List(ctx context.Context, labels map[string]string, all bool) ([]Summary, error) {
+	if len(labels) == 0 {
+		return nil, fmt.Errorf("list containers: %w", ErrNoLabels)
+	}
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	list, err := c.api.ContainerList(ctx, container.ListOptions{All: all, Filters: labelFilters(labels)})
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	out := make([]Summary, 0, len(list))
+	for _, s := range list {
+		names := make([]string, len(s.Names))
+		for i, n := range s.Names {
+			names[i] = trimSlash(n)
+		}
+		out = append(out, Summary{
+			ID:      s.ID,
+			Names:   names,
+			State:   s.State,
+			Labels:  s.Labels,
+			Created: time.Unix(s.Created, 0),
+		})
+	}
+	return out, nil
+}
+
+func trimSlash(name string) string {
+	if len(name) > 0 && name[0] == '/' {
+		return name[1:]
+	}
+	return name
+}
+
+func labelFilters(labels map[string]string) filters.Args {
+	f := filters.NewArgs()
+	for k, v := range labels {
+		if v == "" {
+			f.Add("label", k)
+		} else {
+			f.Add("label", k+"="+v)
+		}
+	}
+	return f
+}
+
+// WatchExits reports on out every exit of a container that carries all the
+// given labels, until ctx ends; then it returns nil. An empty labels map is
+// refused with ErrNoLabels.
+//
+// It keeps one Docker events stream open (container die and oom events,
+// filtered by the labels) and confirms each die with one inspect. Docker's
+// stream is lossy, so after every (re)open it also lists the labelled
+// containers and reports each one that has exited; after an error it reopens
+// the stream from the time of the last event seen, after a jittered backoff.
+// An exit can therefore be reported more than once, and one that happened
+// before the call is reported too. Sends on out block, and block the
+// reporting of further exits, until the consumer receives or ctx ends.
+func (c *Client) WatchExits(ctx context.Context, labels map[string]string, out chan<- Exit) error {
+	if len(labels) == 0 {
+		return fmt.Errorf("watch exits: %w", ErrNoLabels)
+	}
+	w := &exitWatch{
+		c:      c,
+		log:    c.log.WithField("component", "exit_watch"),
+		out:    out,
+		labels: maps.Clone(labels),
+		filter: labelFilters(labels),
+		cursor: time.Now(),
+	}
+	w.filter.Add("type", string(events.ContainerEventType))
+	w.filter.Add("event", string(events.ActionDie))
+	w.filter.Add("event", string(events.ActionOOM))
+
+	backoff := reconnectBackoffMin
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			c.reconnects.Add(1)
+		}
+		opened := time.Now()
+		err := w.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(opened) >= streamHealthyAfter {
+			backoff = reconnectBackoffMin
+		}
+		// Jitter over the upper half of the backoff, so that many executors
+		// on one host do not reconnect in step after a daemon restart.
+		wait := backoff/2 + rand.N(backoff/2+1)
+		w.log.WithError(err).WithField("retry_in", wait.String()).Warn("docker events stream ended, reopening")
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil
+		case <-timer.C:
+		}
+		backoff = min(backoff*2, reconnectBackoffMax)
+	}
+}
+
+// exitWatch is the state of one WatchExits call; only its goroutine uses it.
+type exitWatch struct {
+	c      *Client
+	log    *logrus.Entry
+	out    chan<- Exit
+	labels map[string]string
+	filter filters.Args
+	// cursor is the time of the last event seen, or of the start of the
+	// watch; a reopened stream replays from it.
+	cursor time.Time
+}
+
+// session opens one events stream, reconciles, and reports exits until the
+// stream fails or ctx ends. It returns why the stream ended.
+func (w *exitWatch) session(ctx context.Context) error {
+	sctx, cancel := context.WithCancel(ctx)
+	msgs, errs := w.c.stream.Events(sctx, events.ListOptions{
+		Since:   w.cursor.UTC().Format(time.RFC3339Nano),
+		Filters: w.filter,
+	})
+
+	// The reader only moves events into the queue, so that inspects and a
+	// slow consumer never hold up the daemon's side of the stream.
+	queue := make(chan events.Message, exitQueueSize)
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(queue)
+		for {
+			select {
+			case m := <-msgs:
+				select {
+				case queue <- m:
+				default:
+					readErr <- errExitQueueFull
+					return
+				}
+			case err := <-errs:
+				if err == nil {
+					err = errors.New("events stream closed")
+				}
+				readErr <- err
+				return
+			}
+		}
+	}()
+	defer func() {
+		cancel()
+		// Drain, so the reader (which never blocks on the queue) is gone
+		// before the next session starts.
+		for range queue {
+		}
+	}()
+
+	// Events returns once dockerd has answered, so every exit from here on
+	// is in the stream; the list catches those before it and any lost while
+	// no stream was open.
+	if err := w.reconcile(ctx); err != nil {
+		return err
+	}
+	for m := range queue {
+		if t := eventTime(m); t.After(w.cursor) {
+			w.cursor = t
+		}
+		if err := w.handle(ctx, m); err != nil {
+			return err
+		}
+	}
+	return <-readErr
+}
+
+// reconcile reports every labelled container that has already exited.
+func (w *exitWatch) reconcile(ctx context.Context) error {
+	list, err := w.c.List(ctx, w.labels, true)
+	if err != nil {
+		return fmt.Errorf("reconcile: %w", err)
+	}
+	for _, s := range list {
+		if s.State != container.StateExited && s.State != container.StateDead {
+			continue
+		}
+		info, err := w.c.Inspect(ctx, s.ID)
+		if err != nil {
+			if IsNotFound(err) {
+				continue // removed since the list; whoever removed it knew
+			}
+			return fmt.Errorf("reconcile: %w", err)
+		}
+		if err := w.send(ctx, exitFromInfo(info)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// handle turns one event into an Exit.
+func (w *exitWatch) handle(ctx context.Context, m events.Message) error {
+	log := w.log.WithField("container_id", m.Actor.ID)
+	switch m.Action {
+	case events.ActionOOM:
+		// Not an exit: the OOM killer may have hit a child while PID 1
+		// lives on. If PID 1 dies, a die follows and its inspect carries
+		// State.OOMKilled.
+		log.Info("container hit its memory limit")
+		return nil
+	case events.ActionDie:
+	default:
+		return nil
+	}
+	info, err := w.c.Inspect(ctx, m.Actor.ID)
+	var exit Exit
+	switch {
+	case err == nil && !info.Running:
+		exit = exitFromInfo(info)
+	case ctx.Err() != nil:
+		return ctx.Err()
+	default:
+		// Gone already, restarted, or dockerd too slow: the event itself
+		// still carries the exit code, only the OOM flag is unknown.
+		switch {
+		case IsNotFound(err):
+			log.Debug("container removed before its die was inspected, reporting exit from the event")
+		case err != nil:
+			log.WithError(err).Warn("inspect after die failed, reporting exit from the event")
+		}
+		exit = exitFromEvent(m)
+	}
+	return w.send(ctx, exit)
+}
+
+func (w *exitWatch) send(ctx context.Context, exit Exit) error {
+	select {
+	case w.out <- exit:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func exitFromInfo(info Info) Exit {
+	return Exit{
+		ContainerID: info.ID,
+		TaskID:      info.Labels[LabelTask],
+		ExitCode:    info.ExitCode,
+		OOMKilled:   info.OOMKilled,
+		FinishedAt:  info.FinishedAt,
+		Error:       info.Error,
+	}
+}
+
+func exitFromEvent(m events.Message) Exit {
+	code, _ := strconv.Atoi(m.Actor.Attributes["exitCode"])
+	return Exit{
+		ContainerID: m.Actor.ID,
+		TaskID:      m.Actor.Attributes[LabelTask],
+		ExitCode:    code,
+		FinishedAt:  eventTime(m),
+	}
+}
+
+func eventTime(m events.Message) time.Time {
+	if m.TimeNano != 0 {
+		return time.Unix(0, m.TimeNano)
+	}
+	return time.Unix(m.Time, 0)
+}

@@ -1,0 +1,110 @@
+package containerd
+
+import "time"
+
+// Ownership labels put on every container the executor creates. The namespace
+// is the project's own so that nothing else on the host (the Mesos Docker
+// containerizer in particular, which owns "mesos-*" names) mistakes them.
+const (
+	LabelPrefix      = "io.mdx."
+	LabelFramework   = LabelPrefix + "framework_id"
+	LabelExecutor    = LabelPrefix + "executor_id"
+	LabelAgent       = LabelPrefix + "agent_id"
+	LabelTask        = LabelPrefix + "task_id"
+	LabelInstance    = LabelPrefix + "instance"     // random id of the executor process that created it
+	LabelPID         = LabelPrefix + "executor_pid" // pid of that process, with LabelBootID proves liveness
+	LabelBootID      = LabelPrefix + "boot_id"      // /proc/sys/kernel/random/boot_id of the host at creation
+	LabelCreatedUnix = LabelPrefix + "created"      // unix seconds, for "orphaned for how long"
+
+	// NamePrefix starts every container name. Never "mesos-": with
+	// docker_kill_orphans on (the default) the agent's Docker containerizer
+	// stops any "mesos-*" container it does not track.
+	NamePrefix = "mdx-"
+
+	// SandboxMountPoint is where a task's sandbox directory appears inside
+	// its container, as with the Mesos Docker containerizer.
+	SandboxMountPoint = "/mnt/mesos/sandbox"
+)
+
+// PortBinding maps a container port to a host port.
+type PortBinding struct {
+	ContainerPort uint32
+	HostPort      uint32
+	Protocol      string // "tcp" (default) or "udp"
+}
+
+// Mount is a bind mount from the host into the container.
+type Mount struct {
+	HostPath      string
+	ContainerPath string
+	ReadOnly      bool
+}
+
+// Spec is everything needed to create one task's container. The task package
+// builds it; this package only translates it into the Docker API.
+type Spec struct {
+	Name       string            // container name (see ContainerName)
+	Image      string            // image reference
+	ForcePull  bool              // pull even when the image is present
+	Entrypoint []string          // nil keeps the image's entrypoint
+	Cmd        []string          // nil keeps the image's CMD
+	Env        []string          // KEY=VALUE
+	Labels     map[string]string // ownership labels and any others
+	Network    string            // "bridge", "host", "none" or a user-defined network; "" = bridge
+	Hostname   string
+	User       string
+	WorkingDir string
+	Ports      []PortBinding
+	Mounts     []Mount // includes the sandbox mount
+	Init       bool    // run docker-init as PID 1
+
+	CPUShares   int64 // HostConfig.CPUShares
+	CPUQuota    int64 // HostConfig.CPUQuota (microseconds per CPUPeriod)
+	CPUPeriod   int64 // HostConfig.CPUPeriod (microseconds)
+	MemoryBytes int64 // HostConfig.Memory; 0 = unlimited
+
+	Privileged bool
+	PidMode    string // "" or "host"
+	IpcMode    string // "" or "host"
+	UTSMode    string // "" or "host"
+
+	CgroupParent string // from the isolation package; "" = Docker's default
+}
+
+// Info is what the executor needs to know of a container from one inspect.
+type Info struct {
+	ID         string
+	Name       string
+	Running    bool
+	Status     string // Docker's state: created, running, exited, dead, ...
+	Pid        int
+	ExitCode   int
+	OOMKilled  bool
+	Error      string // Docker's State.Error, e.g. a start failure
+	StopSignal string // from the image/container config; "" = SIGTERM
+	IPs        []string
+	StartedAt  time.Time
+	FinishedAt time.Time
+	Labels     map[string]string
+}
+
+// Exit is one container exit, confirmed by an inspect after the "die" event
+// (or found by the reconciling list after the events stream was reopened).
+// The same exit may be reported more than once; consumers must be idempotent.
+type Exit struct {
+	ContainerID string
+	TaskID      string // from LabelTask
+	ExitCode    int
+	OOMKilled   bool
+	FinishedAt  time.Time
+	Error       string
+}
+
+// Summary is one container from a labelled list.
+type Summary struct {
+	ID      string
+	Names   []string
+	State   string
+	Labels  map[string]string
+	Created time.Time
+}

@@ -1,0 +1,103 @@
+// Package status serves the executor's local, read-only debug socket: an HTTP
+// server on a Unix socket in the task sandbox that reports what the executor
+// believes (GET /state, GET /tasks/{id}), its Prometheus metrics (GET /metrics)
+// and Go profiles (GET /debug/pprof/), and the client side of
+// `executor status` (RunCLI).
+//
+// The server owns no state. It reads everything from a Source on each request,
+// so it never blocks or slows the task manager, and it never changes anything:
+// every method other than GET and HEAD is refused. The JSON field names of
+// State and Task are a public contract (see CONTRACT.md, "Status socket");
+// fields may be added but never renamed.
+//
+// The socket lives at $MESOS_SANDBOX/executor.sock by default, a path that on
+// a real agent is longer than the 108 bytes a Unix socket address can hold;
+// Listen and Dial handle such paths (see Listen).
+package status
+
+import "time"
+
+// State is what GET /state returns. The JSON names are a public contract.
+type State struct {
+	ExecutorID  string `json:"executor_id"`
+	FrameworkID string `json:"framework_id"`
+	AgentID     string `json:"agent_id,omitempty"`
+	// Instance distinguishes executor processes that reuse one executor id
+	// (for example after the agent relaunches it).
+	Instance  string    `json:"instance,omitempty"`
+	PID       int       `json:"pid"`
+	StartedAt time.Time `json:"started_at"`
+
+	// AgentConnected is true while the SUBSCRIBE stream to the agent is up.
+	AgentConnected bool `json:"agent_connected"`
+	// UnacknowledgedUpdates counts status updates sent to the agent and not
+	// yet acknowledged; Unacknowledged lists them.
+	UnacknowledgedUpdates int             `json:"unacknowledged_updates"`
+	Unacknowledged        []PendingUpdate `json:"unacknowledged,omitempty"`
+
+	Docker DockerState `json:"docker"`
+	// Cgroups is the executor's parent cgroup, when it manages one.
+	Cgroups string `json:"cgroups,omitempty"`
+
+	// Tasks is never null in the JSON: an executor without tasks reports [].
+	// GET /state leaves out each task's History.
+	Tasks []Task `json:"tasks"`
+}
+
+// PendingUpdate is one status update the agent has not acknowledged yet.
+type PendingUpdate struct {
+	TaskID string `json:"task_id"`
+	// State is the Mesos task state name, e.g. "TASK_RUNNING".
+	State string `json:"state"`
+	UUID  string `json:"uuid"`
+	// AgeSeconds is how long ago the update was first sent.
+	AgeSeconds float64 `json:"age_seconds"`
+}
+
+// DockerState describes the Docker Engine the executor talks to.
+type DockerState struct {
+	APIVersion    string   `json:"api_version"`
+	StorageDriver string   `json:"storage_driver"`
+	CgroupVersion string   `json:"cgroup_version"`
+	Warnings      []string `json:"warnings,omitempty"`
+}
+
+// Task is one task as the executor sees it.
+type Task struct {
+	TaskID string `json:"task_id"`
+	// State is the Mesos task state name, e.g. "TASK_RUNNING".
+	State       string `json:"state"`
+	ContainerID string `json:"container_id"`
+	// Healthy is null when the task has no health check, or when the check
+	// has not reported yet.
+	Healthy    *bool      `json:"healthy"`
+	Image      string     `json:"image,omitempty"`
+	IP         string     `json:"ip,omitempty"`
+	ExitCode   *int       `json:"exit_code,omitempty"`
+	Reason     string     `json:"reason,omitempty"`
+	Message    string     `json:"message,omitempty"`
+	StartedAt  *time.Time `json:"started_at,omitempty"`
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
+	// History is the task's state transitions, oldest first. Only
+	// GET /tasks/{id} includes it.
+	History []HistoryEntry `json:"history,omitempty"`
+}
+
+// HistoryEntry is one state transition of a task.
+type HistoryEntry struct {
+	State   string    `json:"state"`
+	Reason  string    `json:"reason,omitempty"`
+	Message string    `json:"message,omitempty"`
+	Time    time.Time `json:"time"`
+}
+
+// Source is what the server reads from; the executor's main composes it from
+// the task manager's snapshot, the agent link and the Docker adapter.
+//
+// State is called once per request, possibly from many goroutines at once, so
+// it must be cheap and safe for concurrent use. The server treats the returned
+// value as read-only (it copies before changing anything), so a Source may
+// return a shared immutable snapshot.
+type Source interface {
+	State() State
+}

@@ -1,0 +1,377 @@
+package task
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+
+	"github.com/mdx-executor/mdx/containerd"
+	"github.com/mdx-executor/mdx/health"
+)
+
+// ErrInvalidTask marks a TaskInfo the executor refuses before creating any
+// container; it becomes TASK_FAILED with REASON_TASK_INVALID.
+var ErrInvalidTask = errors.New("invalid task")
+
+// Task label keys (see the README's label reference). Keys under these
+// prefixes that the executor does not know fail the task, so that a typo
+// is not silently ignored.
+const (
+	labelImage      = "docker.image"
+	labelArgs       = "docker.args"
+	labelEntrypoint = "docker.entrypoint"
+	labelEnvPrefix  = "docker.env."
+	labelNetwork    = "docker.network"
+	labelInit       = "docker.init"
+	labelKillGrace  = "kill.grace"
+)
+
+const (
+	minMemoryBytes = 32 << 20 // the Mesos Docker containerizer's floor
+	cfsPeriod      = 100000   // microseconds
+)
+
+// Policy is what the executor allows and adds to every task.
+type Policy struct {
+	AllowPrivileged     bool // --allow-privileged
+	AllowHostNamespaces bool // --allow-host-namespaces: pid/ipc/uts=host
+	AllowHostMounts     bool // --allow-host-mounts: host paths outside the sandbox
+	DefaultKillGrace    time.Duration
+	FrameworkID         string
+	ExecutorID          string
+	AgentID             string
+	CgroupParent        string
+}
+
+// launchConfig is a validated task: everything needed to run it.
+type launchConfig struct {
+	spec          containerd.Spec
+	killGrace     time.Duration
+	maxCompletion time.Duration
+	health        *health.Spec
+	memLimit      int64
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidTask, fmt.Sprintf(format, args...))
+}
+
+// taskLabels flattens TaskInfo.labels; a repeated key keeps its last value.
+func taskLabels(info *mesos.TaskInfo) map[string]string {
+	m := map[string]string{}
+	for _, l := range info.GetLabels().GetLabels() {
+		m[l.Key] = l.GetValue()
+	}
+	return m
+}
+
+// parseTask validates a TaskInfo and turns its native fields and labels
+// (labels win) into a container spec. hostSandbox is the task's sandbox
+// directory on the host, mounted at /mnt/mesos/sandbox.
+func parseTask(info *mesos.TaskInfo, p Policy, hostSandbox string) (launchConfig, error) {
+	var lc launchConfig
+	s := &lc.spec
+	labels := taskLabels(info)
+	if err := checkLabelKeys(labels); err != nil {
+		return lc, err
+	}
+
+	// Native container fields first.
+	var ports []mesos.ContainerInfo_DockerInfo_PortMapping
+	network := "bridge"
+	if c := info.GetContainer(); c != nil {
+		if c.GetType() != mesos.ContainerInfo_DOCKER {
+			return lc, invalid("container.type %s is not supported: this executor runs DOCKER containers", c.GetType())
+		}
+		s.Hostname = c.GetHostname()
+		if d := c.GetDocker(); d != nil {
+			s.Image = d.Image
+			s.ForcePull = d.GetForcePullImage()
+			s.Privileged = d.GetPrivileged()
+			ports = d.PortMappings
+			if d.Network != nil {
+				switch d.GetNetwork() {
+				case mesos.ContainerInfo_DockerInfo_HOST:
+					network = "host"
+				case mesos.ContainerInfo_DockerInfo_BRIDGE:
+					network = "bridge"
+				case mesos.ContainerInfo_DockerInfo_NONE:
+					network = "none"
+				case mesos.ContainerInfo_DockerInfo_USER:
+					if len(c.NetworkInfos) != 1 || c.NetworkInfos[0].GetName() == "" {
+						return lc, invalid("container.docker.network USER needs exactly one container.network_infos entry with a name")
+					}
+					network = c.NetworkInfos[0].GetName()
+				}
+			}
+			for _, prm := range d.Parameters {
+				if err := applyParameter(s, &network, prm.Key, prm.Value); err != nil {
+					return lc, err
+				}
+			}
+		}
+		for _, v := range c.Volumes {
+			m, err := volumeMount(v, hostSandbox, p.AllowHostMounts)
+			if err != nil {
+				return lc, err
+			}
+			s.Mounts = append(s.Mounts, m)
+		}
+	}
+	if cmd := info.GetCommand(); cmd != nil {
+		if cmd.GetShell() {
+			if cmd.GetValue() == "" {
+				return lc, invalid("command.shell is true but command.value is empty")
+			}
+			s.Entrypoint = []string{"/bin/sh"}
+			s.Cmd = []string{"-c", cmd.GetValue()}
+		} else {
+			if cmd.Value != nil && cmd.GetValue() != "" {
+				s.Cmd = append(s.Cmd, cmd.GetValue())
+			}
+			s.Cmd = append(s.Cmd, cmd.Arguments...)
+		}
+		if cmd.User != nil {
+			s.User = cmd.GetUser()
+		}
+		for _, v := range cmd.GetEnvironment().GetVariables() {
+			if v.GetType() != mesos.Environment_Variable_VALUE {
+				return lc, invalid("command.environment variable %s: only VALUE variables are supported", v.Name)
+			}
+			s.Env = append(s.Env, v.Name+"="+v.GetValue())
+		}
+	}
+
+	// Labels override.
+	if v, ok := labels[labelImage]; ok {
+		s.Image = v
+	}
+	if v, ok := labels[labelArgs]; ok {
+		args, err := stringArray(labelArgs, v)
+		if err != nil {
+			return lc, err
+		}
+		s.Cmd = args
+		if _, ok := labels[labelEntrypoint]; !ok && info.GetCommand().GetShell() {
+			// docker.args replaces the whole command; a shell
+			// entrypoint from a native command would wrap it.
+			s.Entrypoint = nil
+		}
+	}
+	if v, ok := labels[labelEntrypoint]; ok {
+		ep, err := stringArray(labelEntrypoint, v)
+		if err != nil {
+			return lc, err
+		}
+		s.Entrypoint = ep
+	}
+	if v, ok := labels[labelNetwork]; ok {
+		if v == "" {
+			return lc, invalid("label %s is empty: want bridge, host, none or a network name", labelNetwork)
+		}
+		network = v
+	}
+	s.Init = true
+	if v, ok := labels[labelInit]; ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return lc, invalid("label %s=%q: want true or false", labelInit, v)
+		}
+		s.Init = b
+	}
+	envKeys := make([]string, 0)
+	for k := range labels {
+		if strings.HasPrefix(k, labelEnvPrefix) {
+			envKeys = append(envKeys, k)
+		}
+	}
+	sort.Strings(envKeys)
+	for _, k := range envKeys {
+		name := strings.TrimPrefix(k, labelEnvPrefix)
+		if name == "" || strings.ContainsAny(name, "=\x00") {
+			return lc, invalid("label %s: bad environment variable name", k)
+		}
+		s.Env = append(s.Env, name+"="+labels[k])
+	}
+	s.Network = network
+
+	if s.Image == "" {
+		return lc, invalid("no image: set the %s label or container.docker.image", labelImage)
+	}
+	if s.Privileged && !p.AllowPrivileged {
+		return lc, invalid("privileged containers are refused (start the executor with --allow-privileged to allow them)")
+	}
+	for _, mode := range []struct{ name, v string }{{"pid", s.PidMode}, {"ipc", s.IpcMode}, {"uts", s.UTSMode}} {
+		if mode.v == "host" && !p.AllowHostNamespaces {
+			return lc, invalid("docker parameter %s=host is refused (start the executor with --allow-host-namespaces to allow it)", mode.name)
+		}
+	}
+
+	// Resources.
+	var cpus, mem float64
+	var portRanges []mesos.Value_Range
+	for _, r := range info.Resources {
+		switch r.Name {
+		case "cpus":
+			cpus += r.GetScalar().GetValue()
+		case "mem":
+			mem += r.GetScalar().GetValue()
+		case "ports":
+			portRanges = append(portRanges, r.GetRanges().GetRange()...)
+		}
+	}
+	if cpus > 0 {
+		s.CPUShares = max(2, int64(cpus*1024))
+		s.CPUPeriod = cfsPeriod
+		s.CPUQuota = max(1000, int64(cpus*cfsPeriod))
+	}
+	if mem > 0 {
+		s.MemoryBytes = max(minMemoryBytes, int64(mem*(1<<20)))
+		lc.memLimit = s.MemoryBytes
+	}
+	if len(ports) > 0 && network != "bridge" && isBuiltinNetwork(network) {
+		return lc, invalid("port_mappings need a bridge or user-defined network, not %s", network)
+	}
+	for _, pm := range ports {
+		if !inRanges(uint64(pm.HostPort), portRanges) {
+			return lc, invalid("port mapping host_port %d is not in the task's ports resource", pm.HostPort)
+		}
+		proto := strings.ToLower(pm.GetProtocol())
+		if proto == "" {
+			proto = "tcp"
+		}
+		if proto != "tcp" && proto != "udp" {
+			return lc, invalid("port mapping protocol %q: want tcp or udp", pm.GetProtocol())
+		}
+		s.Ports = append(s.Ports, containerd.PortBinding{ContainerPort: pm.ContainerPort, HostPort: pm.HostPort, Protocol: proto})
+	}
+
+	// Kill grace: kill_policy, then the kill.grace label.
+	lc.killGrace = p.DefaultKillGrace
+	if kp := info.GetKillPolicy(); kp != nil && kp.GracePeriod != nil {
+		lc.killGrace = time.Duration(kp.GracePeriod.Nanoseconds)
+	}
+	if v, ok := labels[labelKillGrace]; ok {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return lc, invalid("label %s=%q: want a Go duration such as 10s", labelKillGrace, v)
+		}
+		lc.killGrace = d
+	}
+	if mc := info.GetMaxCompletionTime(); mc != nil {
+		if mc.Nanoseconds <= 0 {
+			return lc, invalid("max_completion_time must be positive")
+		}
+		lc.maxCompletion = time.Duration(mc.Nanoseconds)
+	}
+
+	hs, err := health.Parse(info.GetHealthCheck(), labels)
+	if err != nil {
+		return lc, fmt.Errorf("%w: %w", ErrInvalidTask, err)
+	}
+	lc.health = hs
+	if hs != nil && hs.Type != health.Command && network == "none" {
+		return lc, invalid("a %s health check cannot reach a container on network none", hs.Type)
+	}
+
+	s.CgroupParent = p.CgroupParent
+	return lc, nil
+}
+
+// checkLabelKeys refuses keys under the executor's prefixes that it does
+// not know. Other labels (a framework's own) are left alone.
+func checkLabelKeys(labels map[string]string) error {
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		switch {
+		case k == labelImage, k == labelArgs, k == labelEntrypoint, k == labelNetwork, k == labelInit, k == labelKillGrace:
+		case strings.HasPrefix(k, labelEnvPrefix):
+		case strings.HasPrefix(k, health.LabelPrefix):
+			// health.Parse names unknown health keys.
+		case strings.HasPrefix(k, "docker."), strings.HasPrefix(k, "kill."):
+			return invalid("unknown label %s", k)
+		}
+	}
+	return nil
+}
+
+func stringArray(key, v string) ([]string, error) {
+	var out []string
+	if err := json.Unmarshal([]byte(v), &out); err != nil {
+		return nil, invalid("label %s=%q: want a JSON array of strings: %v", key, v, err)
+	}
+	return out, nil
+}
+
+func applyParameter(s *containerd.Spec, network *string, key, value string) error {
+	switch key {
+	case "pid":
+		s.PidMode = value
+	case "ipc":
+		s.IpcMode = value
+	case "uts":
+		s.UTSMode = value
+	case "user":
+		s.User = value
+	case "workdir":
+		s.WorkingDir = value
+	case "hostname":
+		s.Hostname = value
+	case "net", "network":
+		*network = value
+	case "env", "e":
+		if !strings.Contains(value, "=") {
+			return invalid("docker parameter %s=%q: want NAME=value", key, value)
+		}
+		s.Env = append(s.Env, value)
+	default:
+		return invalid("docker parameter %q is not supported", key)
+	}
+	for _, m := range []string{s.PidMode, s.IpcMode, s.UTSMode} {
+		if m != "" && m != "host" {
+			return invalid("docker parameter %s=%q: only host is supported", key, value)
+		}
+	}
+	return nil
+}
+
+func volumeMount(v mesos.Volume, hostSandbox string, allowHost bool) (containerd.Mount, error) {
+	if v.HostPath == nil || v.GetHostPath() == "" {
+		return containerd.Mount{}, invalid("volume %s: only host_path volumes are supported", v.ContainerPath)
+	}
+	if !filepath.IsAbs(v.ContainerPath) {
+		return containerd.Mount{}, invalid("volume container_path %q must be absolute", v.ContainerPath)
+	}
+	hp := v.GetHostPath()
+	if !filepath.IsAbs(hp) {
+		hp = filepath.Join(hostSandbox, hp)
+	}
+	hp = filepath.Clean(hp)
+	inside := hp == hostSandbox || strings.HasPrefix(hp, hostSandbox+string(filepath.Separator))
+	if !inside && !allowHost {
+		return containerd.Mount{}, invalid("volume host_path %q is outside the task sandbox (start the executor with --allow-host-mounts to allow it)", v.GetHostPath())
+	}
+	return containerd.Mount{HostPath: hp, ContainerPath: v.ContainerPath, ReadOnly: v.GetMode() == mesos.RO}, nil
+}
+
+func isBuiltinNetwork(n string) bool { return n == "bridge" || n == "host" || n == "none" }
+
+func inRanges(p uint64, rs []mesos.Value_Range) bool {
+	for _, r := range rs {
+		if p >= r.Begin && p <= r.End {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,32 @@
+package task
+
+import (
+	"context"
+	"io"
+
+	"github.com/mdx-executor/mdx/containerd"
+)
+
+// Runtime is the part of the container runtime the manager drives. It is
+// implemented by *containerd.Client (the Docker Engine adapter); unit tests use
+// a fake.
+type Runtime interface {
+	// EnsureImage makes the image present locally, pulling it only when it is
+	// absent or force is set. Concurrent calls for one reference share a pull.
+	EnsureImage(ctx context.Context, ref string, force bool) error
+	// Create creates (but does not start) a container and returns its id.
+	Create(ctx context.Context, spec containerd.Spec) (string, error)
+	// Start starts a created container.
+	Start(ctx context.Context, id string) error
+	// Inspect returns the container's current state.
+	Inspect(ctx context.Context, id string) (containerd.Info, error)
+	// Kill sends a signal (e.g. "SIGTERM", "SIGKILL") to the container's PID 1.
+	// Killing a container that is not running is not an error.
+	Kill(ctx context.Context, id, signal string) error
+	// Remove removes the container and its anonymous volumes, by id. A
+	// container that is already gone is not an error.
+	Remove(ctx context.Context, id string) error
+	// Logs follows the container's stdout and stderr from its start until it
+	// exits (or ctx ends), writing each to its writer as it arrives.
+	Logs(ctx context.Context, id string, stdout, stderr io.Writer) error
+}
