@@ -44,6 +44,8 @@ type Config struct {
 	CallTimeout time.Duration
 	// PullTimeout bounds one image pull or import. Default DefaultPullTimeout.
 	PullTimeout time.Duration
+	// Observe, when set, receives the latency of every API call.
+	Observe CallObserver
 }
 
 // Client drives the Docker Engine for the executor. It is safe for concurrent
@@ -105,7 +107,7 @@ func New(ctx context.Context, cfg Config, log *logrus.Entry) (*Client, error) {
 		cfg.PullTimeout = DefaultPullTimeout
 	}
 
-	api, err := newDockerClient(host, &http.Transport{
+	api, err := newDockerClient(host, cfg.Observe, &http.Transport{
 		MaxIdleConns:        maxIdleConnsPerHost,
 		MaxIdleConnsPerHost: maxIdleConnsPerHost,
 		MaxConnsPerHost:     maxConnsPerHost,
@@ -114,7 +116,7 @@ func New(ctx context.Context, cfg Config, log *logrus.Entry) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docker client for %s: %w", host, err)
 	}
-	stream, err := newDockerClient(host, &http.Transport{
+	stream, err := newDockerClient(host, cfg.Observe, &http.Transport{
 		MaxIdleConns:        4,
 		MaxIdleConnsPerHost: 4,
 		IdleConnTimeout:     idleConnTimeout,
@@ -151,7 +153,7 @@ func New(ctx context.Context, cfg Config, log *logrus.Entry) (*Client, error) {
 // from DOCKER_CERT_PATH/DOCKER_TLS_VERIFY itself rather than through
 // client.FromEnv, because FromEnv replaces the transport (and so the pool
 // settings) when TLS is configured.
-func newDockerClient(host string, tr *http.Transport) (*client.Client, error) {
+func newDockerClient(host string, observe CallObserver, tr *http.Transport) (*client.Client, error) {
 	if certPath := os.Getenv(client.EnvOverrideCertPath); certPath != "" {
 		tlsc, err := tlsconfig.Client(tlsconfig.Options{
 			CAFile:             filepath.Join(certPath, "ca.pem"),
@@ -164,13 +166,23 @@ func newDockerClient(host string, tr *http.Transport) (*client.Client, error) {
 		}
 		tr.TLSClientConfig = tlsc
 	}
-	return client.NewClientWithOpts(
-		client.WithHTTPClient(&http.Client{Transport: tr, CheckRedirect: client.CheckRedirect}),
-		// WithHost configures the dialer (unix socket, tcp) on tr.
+	hc := &http.Client{Transport: tr, CheckRedirect: client.CheckRedirect}
+	c, err := client.NewClientWithOpts(
+		client.WithHTTPClient(hc),
+		// WithHost configures the dialer (unix socket, tcp) on tr, which
+		// it can only do while hc.Transport is the *http.Transport itself.
 		client.WithHost(host),
 		client.WithVersionFromEnv(),
 		client.WithAPIVersionNegotiation(),
 	)
+	if err != nil {
+		return nil, err
+	}
+	if observe != nil {
+		// Wrapped only now, after WithHost has configured tr.
+		hc.Transport = &observedTransport{base: tr, observe: observe}
+	}
+	return c, nil
 }
 
 // Close releases the client's idle connections. Streams in progress end when

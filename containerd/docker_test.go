@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/mdx-executor/mdx/containerd"
+	"github.com/mdx-executor/mdx/containerd/containerdtest"
 )
 
 func TestNewUnreachableDaemon(t *testing.T) {
@@ -162,9 +162,7 @@ func TestEntrypointShellAndExitCode(t *testing.T) {
 func TestOOMKilled(t *testing.T) {
 	t.Parallel()
 	c, image := requireDocker(t)
-	if reason := memoryCgroupUnavailable(t, c); reason != "" {
-		t.Skipf("memory limits not enforceable on this host: %s", reason)
-	}
+	containerdtest.RequireMemoryLimit(t, c)
 	o := newOwner()
 	exits := watch(t, c, o.labels())
 
@@ -177,29 +175,6 @@ func TestOOMKilled(t *testing.T) {
 	if !exit.OOMKilled || exit.ExitCode != 137 {
 		t.Errorf("exit = %+v, want OOMKilled with code 137", exit)
 	}
-}
-
-// memoryCgroupUnavailable says why a memory limit would not be enforced, or
-// returns "".
-func memoryCgroupUnavailable(t *testing.T, c *containerd.Client) string {
-	info, err := c.DaemonInfo(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !info.MemoryLimit {
-		return "docker reports no memory limit support"
-	}
-	if _, err := os.Stat("/sys/fs/cgroup/memory/memory.limit_in_bytes"); err == nil {
-		return "" // cgroup v1
-	}
-	ctrl, err := os.ReadFile("/sys/fs/cgroup/cgroup.controllers")
-	if err != nil {
-		return "neither a cgroup v1 memory hierarchy nor cgroup v2 under /sys/fs/cgroup"
-	}
-	if !strings.Contains(" "+string(ctrl)+" ", " memory") {
-		return "the cgroup v2 memory controller is not enabled"
-	}
-	return ""
 }
 
 func TestWatchExitsReportsEarlierExits(t *testing.T) {

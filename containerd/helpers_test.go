@@ -3,140 +3,26 @@ package containerd_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
-	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/sirupsen/logrus"
-
 	"github.com/mdx-executor/mdx/containerd"
+	"github.com/mdx-executor/mdx/containerd/containerdtest"
 )
 
-// dockerEnv is shared by every Docker test of the package: one client and one
-// imported test image, set up by the first test that needs them and torn down
-// in TestMain.
-type dockerEnv struct {
-	once        sync.Once
-	client      *containerd.Client
-	image       string
-	tmp         string
-	unreachable error // the daemon did not answer: skip (or fail under CI)
-	setupErr    error // the daemon answered but the image could not be made: fail
-}
+func TestMain(m *testing.M) { containerdtest.Main(m) }
 
-var env dockerEnv
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if env.client != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		if env.image != "" {
-			if err := env.client.DeleteImage(ctx, env.image); err != nil {
-				fmt.Fprintf(os.Stderr, "remove test image: %v\n", err)
-			}
-		}
-		cancel()
-		_ = env.client.Close()
-	}
-	if env.tmp != "" {
-		_ = os.RemoveAll(env.tmp)
-	}
-	os.Exit(code)
-}
-
-// requireDocker returns the shared client and the test image ref. Without a
-// daemon it skips the test, or fails it when CI=true, since CI machines have
-// one and a silent skip there would hide a broken runner.
+// requireDocker returns the shared client and the test image ref, or skips the
+// test without a daemon (fails it when CI=true).
 func requireDocker(t *testing.T) (*containerd.Client, string) {
 	t.Helper()
-	env.once.Do(setupDocker)
-	if env.unreachable != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("docker not reachable (CI=true): %v", env.unreachable)
-		}
-		t.Skipf("docker not reachable: %v", env.unreachable)
-	}
-	if env.setupErr != nil {
-		t.Fatalf("docker test setup: %v", env.setupErr)
-	}
-	return env.client, env.image
+	c := containerdtest.Docker(t)
+	return c, containerdtest.TaskImage(t, c)
 }
 
-func setupDocker() {
-	log := logrus.New()
-	log.SetOutput(os.Stderr)
-	log.SetLevel(logrus.WarnLevel)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-
-	c, err := containerd.New(ctx, containerd.Config{CallTimeout: 20 * time.Second}, log.WithField("test", "containerd"))
-	if err != nil {
-		env.unreachable = err
-		return
-	}
-	env.client = c
-
-	root, err := moduleRoot()
-	if err != nil {
-		env.setupErr = err
-		return
-	}
-	env.tmp, err = os.MkdirTemp("", "mdx-containerd-test-")
-	if err != nil {
-		env.setupErr = err
-		return
-	}
-	bin := filepath.Join(env.tmp, "task")
-	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin, "./test/taskbin")
-	build.Dir = root
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		env.setupErr = fmt.Errorf("build test/taskbin: %w\n%s", err, out)
-		return
-	}
-
-	ref := "mdx-test/task:" + randHex(6)
-	err = c.ImportBinaryImage(ctx, ref,
-		map[string]string{"/task": bin, "/bin/sh": bin},
-		[]string{`ENTRYPOINT ["/task"]`, `CMD ["sleep", "1h"]`})
-	if err != nil {
-		env.setupErr = err
-		return
-	}
-	env.image = ref
-}
-
-// moduleRoot walks up from the test's directory to the one holding go.mod.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
+func randHex(n int) string { return containerdtest.RandHex(n) }
 
 // owner is one test's fake executor: its labels keep its containers apart
 // from every other test's.

@@ -92,8 +92,11 @@ func runDemo(args []string) error {
 	if err != nil {
 		return err
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	// exited is closed when the executor process ends; exitErr is its
+	// result, valid after that.
+	exited := make(chan struct{})
+	var exitErr error
+	go func() { exitErr = cmd.Wait(); close(exited) }()
 
 	printed := 0
 	printNew := func() {
@@ -121,8 +124,12 @@ func runDemo(args []string) error {
 			select {
 			case <-wctx.Done():
 				return fmt.Errorf("task %s never reached %s: %w", taskID, state, wctx.Err())
-			case err := <-exited:
-				return fmt.Errorf("executor exited early: %v (see %s)", err, logPath)
+			case <-exited:
+				printNew()
+				if s, ok := la.TaskState(taskID); ok && s == state {
+					return nil
+				}
+				return fmt.Errorf("executor exited (%v) before task %s reached %s (see %s)", exitErr, taskID, state, logPath)
 			case <-time.After(50 * time.Millisecond):
 			}
 		}
@@ -166,10 +173,10 @@ func runDemo(args []string) error {
 		return err
 	}
 	select {
-	case err := <-exited:
+	case <-exited:
 		printNew()
-		if err != nil {
-			return fmt.Errorf("executor exit: %w (see %s)", err, logPath)
+		if exitErr != nil {
+			return fmt.Errorf("executor exit: %w (see %s)", exitErr, logPath)
 		}
 		say("executor exited 0 after every update was acknowledged; its containers are removed")
 	case <-time.After(30 * time.Second):

@@ -18,18 +18,45 @@ const metricsNamespace = "mesos_executor"
 // packages are read at scrape time (GaugeFunc, a Collector) instead of being
 // copied, so there is one owner for each number.
 type metrics struct {
-	ackRTT *prometheus.HistogramVec
+	ackRTT     *prometheus.HistogramVec
+	dockerCall *prometheus.HistogramVec
+	dockerErrs *prometheus.CounterVec
 }
 
-func newMetrics(reg *prometheus.Registry, mgr *task.Manager, link *agent.Client, dc *containerd.Client) *metrics {
+// newDockerMetrics registers the Docker API call metrics, which must exist
+// before the Docker client is created.
+func newDockerMetrics(reg *prometheus.Registry) *metrics {
 	m := &metrics{
-		ackRTT: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		dockerCall: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: metricsNamespace,
-			Name:      "status_update_ack_seconds",
-			Help:      "Time from a status update's creation to the agent's acknowledgement.",
-			Buckets:   []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
-		}, []string{"state"}),
+			Name:      "docker_api_call_seconds",
+			Help:      "Latency of Docker Engine API calls until the response headers, by call.",
+			Buckets:   []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"call"}),
+		dockerErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace,
+			Name:      "docker_api_call_errors_total",
+			Help:      "Docker Engine API calls that failed at the transport level, by call.",
+		}, []string{"call"}),
 	}
+	reg.MustRegister(m.dockerCall, m.dockerErrs)
+	return m
+}
+
+func (m *metrics) observeDocker(call string, d time.Duration, err error) {
+	m.dockerCall.WithLabelValues(call).Observe(d.Seconds())
+	if err != nil {
+		m.dockerErrs.WithLabelValues(call).Inc()
+	}
+}
+
+func (m *metrics) register(reg *prometheus.Registry, mgr *task.Manager, link *agent.Client, dc *containerd.Client) {
+	m.ackRTT = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: metricsNamespace,
+		Name:      "status_update_ack_seconds",
+		Help:      "Time from a status update's creation to the agent's acknowledgement.",
+		Buckets:   []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+	}, []string{"state"})
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -59,7 +86,6 @@ func newMetrics(reg *prometheus.Registry, mgr *task.Manager, link *agent.Client,
 		}, func() float64 { return float64(dc.StreamReconnects()) }),
 		&taskCollector{mgr: mgr},
 	)
-	return m
 }
 
 func (m *metrics) observeAck(_ string, state mesos.TaskState, rtt time.Duration) {

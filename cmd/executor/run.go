@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mdx-executor/mdx/agent"
+	"github.com/mdx-executor/mdx/cleanup"
 	"github.com/mdx-executor/mdx/containerd"
 	"github.com/mdx-executor/mdx/isolation"
 	"github.com/mdx-executor/mdx/status"
@@ -75,7 +76,9 @@ func run(cfg Config) int {
 		log.WithField("cgroups", cg.String()).Info("cgroups detected")
 	}
 
-	dc, err := containerd.New(root, containerd.Config{Host: cfg.DockerHost, CallTimeout: cfg.DockerTimeout}, log.WithField("component", "docker"))
+	reg := prometheus.NewRegistry()
+	m := newDockerMetrics(reg)
+	dc, err := containerd.New(root, containerd.Config{Host: cfg.DockerHost, CallTimeout: cfg.DockerTimeout, Observe: m.observeDocker}, log.WithField("component", "docker"))
 	if err != nil {
 		log.WithError(err).Error("cannot reach the Docker Engine; exiting so that the agent reports the executor's tasks")
 		return exitFailure
@@ -88,6 +91,17 @@ func run(cfg Config) int {
 	log.WithFields(logrus.Fields{"api_version": dc.APIVersion(), "storage_driver": dinfo.Driver, "server_version": dinfo.ServerVersion}).Info("connected to the Docker Engine")
 
 	instance := uuid.NewString()
+	// Containers of an earlier instance with the same ids belong to tasks
+	// the agent already reported lost when that instance died; they must
+	// not live on. Done before subscribing, so no new task can be confused
+	// with them.
+	sctx, cancelSweep := context.WithTimeout(root, 2*time.Minute)
+	if n, err := cleanup.RemovePreviousInstances(sctx, dc, cfg.Agent.FrameworkID, cfg.Agent.ExecutorID, instance, log.WithField("component", "cleanup")); err != nil {
+		log.WithError(err).Error("could not remove every container of an earlier executor instance")
+	} else if n > 0 {
+		log.WithField("containers", n).Warn("removed containers left by an earlier instance of this executor")
+	}
+	cancelSweep()
 	link := agent.New(cfg.Agent, log.WithField("component", "agent"))
 	mgr := task.New(task.Config{
 		Policy: task.Policy{
@@ -111,8 +125,7 @@ func run(cfg Config) int {
 		LogKeep:         cfg.TaskLogMaxFiles,
 	}, dc, link, log.WithField("component", "tasks"))
 
-	reg := prometheus.NewRegistry()
-	m := newMetrics(reg, mgr, link, dc)
+	m.register(reg, mgr, link, dc)
 	link.OnAck = m.observeAck
 
 	src := &stateSource{cfg: cfg, instance: instance, started: time.Now(), mgr: mgr, link: link, docker: dinfo, dockerAPI: dc.APIVersion(), cgroups: cg}
