@@ -19,8 +19,8 @@ build: ## build bin/executor and the demo/test task binary bin/taskbin (static)
 	$(STATIC) $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/executor ./cmd/executor
 	$(STATIC) $(GO) build -trimpath -o $(BIN)/taskbin ./test/taskbin
 
-test: build ## every test, unit and end-to-end against the real Docker Engine, with -race
-	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+test: build $(BIN)/promtool ## every test, unit and end-to-end against the real Docker Engine, with -race
+	PROMTOOL=$(CURDIR)/$(BIN)/promtool $(GO) test -race -count=1 -timeout 15m $(PKGS)
 
 test-unit: ## the fast unit tests only (-short skips the Docker end-to-end tests)
 	$(GO) test -race -short -count=1 $(PKGS)
@@ -39,6 +39,17 @@ fmt: ## format the code
 	gofmt -w $$(git ls-files '*.go')
 
 check: lint test ## lint and test
+
+# promtool (to check /metrics) comes from Debian's prometheus package. Only the
+# binary is unpacked: installing the package would also start a Prometheus
+# server on the machine.
+$(BIN)/promtool:
+	@mkdir -p $(BIN)/.deb
+	cd $(BIN)/.deb && (apt-get download prometheus >/dev/null 2>&1 || (apt-get update -qq && apt-get download prometheus))
+	dpkg-deb -x $$(ls $(BIN)/.deb/prometheus_*.deb | head -1) $(BIN)/.deb/root
+	cp $(BIN)/.deb/root/usr/bin/promtool $@
+	rm -rf $(BIN)/.deb
+	$@ --version | head -1
 
 clean: ## remove build output
 	rm -rf $(BIN)

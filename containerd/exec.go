@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/stdcopy"
 )
@@ -19,18 +20,20 @@ const execExitPoll = 10 * time.Millisecond
 var ErrExecTimeout = errors.New("exec timed out")
 
 // Exec runs cmd inside the running container containerID through the Engine
-// exec API, the way `docker exec` does but without forking the CLI, and
-// returns the command's exit code and its combined stdout and stderr. Only
-// the first maxOutput bytes of output are kept (0 keeps none); the rest is
-// read and discarded, so a chatty command cannot grow the executor's memory.
+// exec API (create, start with the output attached, inspect for the exit
+// code), as `docker exec` does but without forking the CLI, and returns the
+// command's exit code and its combined stdout and stderr. Only the first
+// maxOutput bytes of output are kept (0 keeps none); the rest is read and
+// discarded, so a chatty command cannot grow the executor's memory. A command
+// that cannot be started in the container (missing binary) is not an error:
+// Docker reports it as exit code 126 or 127 with its message as output.
 //
 // ctx bounds the whole call. When its deadline passes first, Exec returns an
 // error wrapping ErrExecTimeout and context.DeadlineExceeded, with the output
-// read so far. The
-// Engine API has no way to kill an exec, so the process itself may linger in
-// the container until it exits on its own or the container stops; callers
-// that probe periodically should use timeouts longer than the command
-// normally needs.
+// read so far. The Engine API has no way to kill an exec, so the process
+// itself may linger in the container until it exits on its own or the
+// container stops; callers that probe periodically should use timeouts well
+// above what the command normally needs.
 func (c *Client) Exec(ctx context.Context, containerID string, cmd []string, maxOutput int) (exitCode int, output []byte, err error) {
 	if len(cmd) == 0 {
 		return 0, nil, errors.New("exec: empty command")
@@ -48,10 +51,7 @@ func (c *Client) Exec(ctx context.Context, containerID string, cmd []string, max
 		return 0, nil, execErr(ctx, containerID, fmt.Errorf("exec create in container %.12s: %w", containerID, err))
 	}
 
-	// ContainerExecAttach is POST /exec/{id}/start on a hijacked connection:
-	// it starts the process and streams its output, so no separate
-	// ContainerExecStart is needed (a second start would get a 409).
-	resp, err := c.api.ContainerExecAttach(ctx, created.ID, container.ExecAttachOptions{})
+	resp, err := c.execAttach(ctx, created.ID)
 	if err != nil {
 		return 0, nil, execErr(ctx, containerID, fmt.Errorf("exec start in container %.12s: %w", containerID, err))
 	}
@@ -87,6 +87,36 @@ func (c *Client) Exec(ctx context.Context, containerID string, cmd []string, max
 			return 0, out.Bytes(), execErr(ctx, containerID, nil)
 		case <-time.After(execExitPoll):
 		}
+	}
+}
+
+// execAttach starts the exec and returns its output stream.
+// ContainerExecAttach is POST /exec/{id}/start on a hijacked connection: it
+// starts the process and streams its output, so no separate
+// ContainerExecStart is needed (a second start would get a 409). The Docker
+// client honours ctx only while dialling, not while waiting for the 101
+// answer, so the call runs on its own goroutine and is abandoned when ctx
+// ends; that goroutine closes the stream if it arrives later.
+func (c *Client) execAttach(ctx context.Context, execID string) (types.HijackedResponse, error) {
+	type result struct {
+		resp types.HijackedResponse
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := c.api.ContainerExecAttach(ctx, execID, container.ExecAttachOptions{})
+		done <- result{resp, err}
+	}()
+	select {
+	case r := <-done:
+		return r.resp, r.err
+	case <-ctx.Done():
+		go func() {
+			if r := <-done; r.err == nil {
+				r.resp.Close()
+			}
+		}()
+		return types.HijackedResponse{}, ctx.Err()
 	}
 }
 

@@ -91,11 +91,7 @@ func TestExecErrors(t *testing.T) {
 	// `docker exec`, the exit code says so.
 	id = run(t, c, o.spec(image, "exec.4", "sleep", "1h"))
 	code, out, err := c.Exec(ctx, id, []string{"/no/such/binary"}, 1024)
-	if err != nil {
-		t.Logf("Exec of a missing binary: err = %v", err)
-	} else if code == 0 {
-		t.Errorf("Exec of a missing binary = 0, %q; want a non-zero exit code", out)
-	} else {
-		t.Logf("Exec of a missing binary = %d, %q", code, out)
+	if err != nil || code == 0 {
+		t.Errorf("Exec of a missing binary = %d, %q, %v; want a non-zero exit code (126) and no error", code, out, err)
 	}
 }

@@ -56,6 +56,7 @@ type launchConfig struct {
 	killGrace     time.Duration
 	maxCompletion time.Duration
 	health        *health.Spec
+	check         *health.CheckSpec
 	memLimit      int64
 }
 
@@ -277,6 +278,11 @@ func parseTask(info *mesos.TaskInfo, p Policy, hostSandbox string) (launchConfig
 		return lc, fmt.Errorf("%w: %w", ErrInvalidTask, err)
 	}
 	lc.health = hs
+	cs, err := health.ParseCheck(info.GetCheck())
+	if err != nil {
+		return lc, fmt.Errorf("%w: %w", ErrInvalidTask, err)
+	}
+	lc.check = cs
 	if hs != nil && hs.Type != health.Command && network == "none" {
 		return lc, invalid("a %s health check cannot reach a container on network none", hs.Type)
 	}

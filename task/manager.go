@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mdx-executor/mdx/containerd"
+	"github.com/mdx-executor/mdx/health"
 	"github.com/mdx-executor/mdx/sandbox"
 )
 
@@ -46,6 +47,18 @@ type Config struct {
 	KillRetry       time.Duration // SIGKILL resend interval while unconfirmed; default 2s
 	LogMaxBytes     int64         // per log file before rotation; default 10 MiB
 	LogKeep         int           // rotated files kept; default 5
+	// Health runs the tasks' health checks and generic checks; nil runs
+	// none (tasks that ask for one still launch).
+	Health HealthChecker
+}
+
+// HealthChecker runs health checks and generic checks; *health.Supervisor
+// implements it. Reports arrive on other goroutines and are posted to the
+// loop.
+type HealthChecker interface {
+	Start(t health.Target, spec *health.Spec, report func(health.Result))
+	StartCheck(t health.Target, spec *health.CheckSpec, report func(taskID string, status mesos.CheckStatusInfo))
+	Stop(taskID string)
 }
 
 // shutdownMargin is taken off the agent's shutdown grace period so that the
@@ -80,8 +93,11 @@ type task struct {
 	containerID string
 	started     bool // the container was started
 	ip          string
+	pid         int
 	stopSignal  string
 	healthy     *bool
+	checkStatus *mesos.CheckStatusInfo // carried on every update once set
+	healthWhy   string                 // the failing probe's message when a health kill started
 	exitCode    *int
 	startedAt   time.Time
 	finishedAt  time.Time
@@ -195,6 +211,10 @@ type (
 		kill    bool
 		message string
 	}
+	checkMsg struct {
+		taskID string
+		status mesos.CheckStatusInfo
+	}
 )
 
 // HandleEvent passes an agent event to the loop.
@@ -265,6 +285,8 @@ func (m *Manager) handle(ctx context.Context, msg any) (bool, error) {
 		m.onRemoved(msg)
 	case healthMsg:
 		m.onHealth(msg)
+	case checkMsg:
+		m.onCheck(msg)
 	case shutdownMsg:
 		m.startShutdown(msg.why)
 	case shutdownTimeout:
@@ -355,6 +377,12 @@ func (m *Manager) launch(ctx context.Context, info *mesos.TaskInfo) {
 		return
 	}
 	m.decorate(t, hostDir)
+	if cfg.check != nil {
+		// Mesos carries check_status on every update of a checked task,
+		// with only its type until the first result.
+		cs := cfg.check.InitialStatus()
+		t.checkStatus = &cs
+	}
 	m.setState(t, mesos.TASK_STARTING, 0, "")
 	if cfg.maxCompletion > 0 {
 		// Mesos counts max_completion_time from the launch.
@@ -465,6 +493,7 @@ func (m *Manager) onLaunchStep(msg launchMsg) {
 			t.ip = msg.info.IPs[0]
 		}
 		t.stopSignal = msg.info.StopSignal
+		t.pid = msg.info.Pid
 		if t.phase == phaseTerminal {
 			// Terminal already (the shutdown deadline passed): make
 			// sure the container does not live on.
@@ -477,6 +506,8 @@ func (m *Manager) onLaunchStep(msg launchMsg) {
 		t.log.WithField("ip", t.ip).Info("task running")
 		if t.killing {
 			m.signal(t)
+		} else {
+			m.startChecks(t)
 		}
 		if e := t.pendingExit; e != nil {
 			t.pendingExit = nil
@@ -568,7 +599,7 @@ func (m *Manager) exitStatus(t *task, e containerd.Exit) (mesos.TaskState, mesos
 		return mesos.TASK_FAILED, mesos.REASON_MAX_COMPLETION_TIME_REACHED,
 			fmt.Sprintf("max_completion_time of %s reached; container %s", t.cfg.maxCompletion, desc)
 	case t.killing && t.killCause == causeHealth:
-		return mesos.TASK_KILLED, 0, "task failed its health check and was killed; container " + desc
+		return mesos.TASK_KILLED, 0, fmt.Sprintf("task failed its health check and was killed (%s); container %s", t.healthWhy, desc)
 	case t.killing:
 		return mesos.TASK_KILLED, 0, "task killed; container " + desc
 	case e.OOMKilled:
@@ -637,6 +668,7 @@ func (m *Manager) kill(t *task, grace time.Duration, cause killCause) {
 		return
 	}
 	t.killing, t.killCause, t.killDeadline = true, cause, deadline
+	m.stopChecks(t)
 	t.log.WithFields(logrus.Fields{"grace": grace, "cause": cause}).Info("killing task")
 	if m.killingCap && cause != causeMaxCompletion {
 		m.setState(t, mesos.TASK_KILLING, 0, "")
@@ -732,6 +764,7 @@ func (m *Manager) terminate(t *task, state mesos.TaskState, reason mesos.TaskSta
 	m.setState(t, state, reason, msg)
 	t.phase = phaseTerminal
 	t.finishedAt = time.Now()
+	m.stopChecks(t)
 	if reason != 0 {
 		m.countFailure(reason)
 	} else if state == mesos.TASK_FAILED {
@@ -769,6 +802,10 @@ func (m *Manager) setState(t *task, s mesos.TaskState, reason mesos.TaskStatus_R
 	t.state, t.msg = s, msg
 	t.reason = ""
 	st := mesos.TaskStatus{TaskID: t.info.TaskID, State: s.Enum(), Healthy: t.healthy}
+	if t.checkStatus != nil {
+		cs := *t.checkStatus
+		st.CheckStatus = &cs
+	}
 	if msg != "" {
 		st.Message = ptr(msg)
 	}
@@ -792,21 +829,64 @@ func (m *Manager) setState(t *task, s mesos.TaskState, reason mesos.TaskStatus_R
 	t.history = append(t.history, h)
 }
 
-func (m *Manager) onHealth(msg healthMsg) {
-	t := m.tasks[msg.taskID]
-	if t == nil || t.phase != phaseRunning {
+// startChecks starts the task's health check and generic check; the
+// health delay and grace count from here, right after RUNNING was sent.
+func (m *Manager) startChecks(t *task) {
+	hc := m.cfg.Health
+	if hc == nil || (t.cfg.health == nil && t.cfg.check == nil) {
 		return
 	}
+	net := t.cfg.spec.Network
+	tg := health.Target{TaskID: t.id, ContainerID: t.containerID, Pid: t.pid, HostNetwork: net == "host"}
+	if net != "host" && net != "none" {
+		tg.IP = t.ip
+	}
+	if t.cfg.health != nil {
+		hc.Start(tg, t.cfg.health, func(r health.Result) {
+			m.post(healthMsg{taskID: r.TaskID, healthy: r.Healthy, kill: r.Kill, message: r.Message})
+		})
+	}
+	if t.cfg.check != nil {
+		hc.StartCheck(tg, t.cfg.check, func(id string, st mesos.CheckStatusInfo) {
+			m.post(checkMsg{taskID: id, status: st})
+		})
+	}
+}
+
+func (m *Manager) stopChecks(t *task) {
+	if m.cfg.Health != nil && (t.cfg.health != nil || t.cfg.check != nil) {
+		m.cfg.Health.Stop(t.id)
+	}
+}
+
+// onHealth acts on a health report. The checker reports only what deserves
+// an update (changes, or every failure when configured), so every report of
+// a running task becomes one.
+func (m *Manager) onHealth(msg healthMsg) {
+	t := m.tasks[msg.taskID]
+	if t == nil || t.phase != phaseRunning || t.killing {
+		return // a report that raced the task's end
+	}
 	h := msg.healthy
-	changed := t.healthy == nil || *t.healthy != h
 	t.healthy = &h
 	if msg.kill {
+		t.log.WithField("message", msg.message).Warn("task failed its health check; killing it")
+		t.healthWhy = msg.message
 		m.kill(t, t.cfg.killGrace, causeHealth)
 		return
 	}
-	if changed && !t.killing {
-		m.setState(t, mesos.TASK_RUNNING, mesos.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED, msg.message)
+	m.setState(t, mesos.TASK_RUNNING, mesos.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED, msg.message)
+}
+
+// onCheck records a generic check's new result; a check never kills.
+func (m *Manager) onCheck(msg checkMsg) {
+	t := m.tasks[msg.taskID]
+	if t == nil || t.phase != phaseRunning || t.killing {
+		return
 	}
+	st := msg.status
+	t.checkStatus = &st
+	m.setState(t, mesos.TASK_RUNNING, mesos.REASON_TASK_CHECK_STATUS_UPDATED, "")
 }
 
 func (m *Manager) startShutdown(why string) {

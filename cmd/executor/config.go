@@ -37,6 +37,9 @@ type Config struct {
 	TaskLogMaxBytes  int64
 	TaskLogMaxFiles  int
 	DockerTimeout    time.Duration
+
+	HealthEveryFailure bool
+	HealthMaxProbes    int
 }
 
 // envPrefix: every flag can also come from EXECUTOR_<NAME> (dashes become
@@ -65,6 +68,8 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.Int64Var(&c.TaskLogMaxBytes, "task-log-max-size", 10<<20, "bytes per task stdout/stderr file before it is rotated")
 	fs.IntVar(&c.TaskLogMaxFiles, "task-log-max-files", 5, "rotated task log files kept per stream")
 	fs.DurationVar(&c.DockerTimeout, "docker-timeout", 30*time.Second, "deadline of one short Docker API call")
+	fs.BoolVar(&c.HealthEveryFailure, "health-every-failure", false, "send a TASK_RUNNING update for every failed health probe, as the built-in executors do (default: only changes of health)")
+	fs.IntVar(&c.HealthMaxProbes, "health-max-concurrent", 32, "health and check probes running at once across all tasks")
 	fs.StringVar(&wire, "wire-format", wire, "agent API encoding: protobuf or json")
 	fs.DurationVar(&heartbeat, "agent-heartbeat", 30*time.Second, "interval of HEARTBEAT calls that detect a dead agent connection (negative: off)")
 

@@ -107,6 +107,9 @@ func runDemo(args []string) error {
 			if st.Reason != nil {
 				line += " " + st.GetReason().String()
 			}
+			if st.Healthy != nil {
+				line += fmt.Sprintf(" healthy=%t", st.GetHealthy())
+			}
 			if st.Message != nil {
 				line += "  \"" + st.GetMessage() + "\""
 			}
@@ -142,8 +145,9 @@ func runDemo(args []string) error {
 		}
 		return m
 	}
-	say("launching 4 tasks: web (runs), hello (exits 0), broken (exits 3), sleeper (will be killed)")
-	la.Launch(localagent.Task("web", with("docker.args", `["serve","8080"]`), 0.1, 64))
+	say("launching 4 tasks: web (runs, with an HTTP health check), hello (exits 0), broken (exits 3), sleeper (will be killed)")
+	la.Launch(localagent.Task("web", with("docker.args", `["serve","8080"]`,
+		"health.type", "http", "health.port", "8080", "health.delay", "0s", "health.interval", "1s"), 0.1, 64))
 	la.Launch(localagent.Task("hello", with("docker.args", `["echo","hello from a Mesos task"]`, "docker.env.GREETING", "hi"), 0.1, 32))
 	la.Launch(localagent.Task("broken", with("docker.args", `["exit","3"]`), 0.1, 32))
 	la.Launch(localagent.Task("sleeper", with("docker.args", `["sleep","1h"]`, "kill.grace", "1500ms"), 0.1, 32))

@@ -20,6 +20,7 @@ import (
 	"github.com/mdx-executor/mdx/agent"
 	"github.com/mdx-executor/mdx/cleanup"
 	"github.com/mdx-executor/mdx/containerd"
+	"github.com/mdx-executor/mdx/health"
 	"github.com/mdx-executor/mdx/isolation"
 	"github.com/mdx-executor/mdx/status"
 	"github.com/mdx-executor/mdx/task"
@@ -90,6 +91,7 @@ func run(cfg Config) int {
 	}
 	log.WithFields(logrus.Fields{"api_version": dc.APIVersion(), "storage_driver": dinfo.Driver, "server_version": dinfo.ServerVersion}).Info("connected to the Docker Engine")
 
+	sup := health.NewSupervisor(health.Options{MaxConcurrent: cfg.HealthMaxProbes, EveryFailure: cfg.HealthEveryFailure}, dc, log.WithField("component", "health"))
 	instance := uuid.NewString()
 	// Containers of an earlier instance with the same ids belong to tasks
 	// the agent already reported lost when that instance died; they must
@@ -123,9 +125,11 @@ func run(cfg Config) int {
 		IdleTimeout:     cfg.IdleTimeout,
 		LogMaxBytes:     cfg.TaskLogMaxBytes,
 		LogKeep:         cfg.TaskLogMaxFiles,
+		Health:          sup,
 	}, dc, link, log.WithField("component", "tasks"))
 
 	m.register(reg, mgr, link, dc)
+	reg.MustRegister(sup.Collectors()...)
 	link.OnAck = m.observeAck
 
 	src := &stateSource{cfg: cfg, instance: instance, started: time.Now(), mgr: mgr, link: link, docker: dinfo, dockerAPI: dc.APIVersion(), cgroups: cg}
@@ -148,6 +152,12 @@ func run(cfg Config) int {
 		}()
 		log.WithField("socket", cfg.StatusSocket).Info("status socket listening")
 	}
+
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		_ = sup.Run(bgCtx)
+	}()
 
 	// Container exits: one events stream for this executor's containers.
 	exits := make(chan containerd.Exit, 256)

@@ -1,0 +1,120 @@
+package health
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+)
+
+// CheckSpec is one task's generic check (TaskInfo.check). Unlike a health
+// check it has no failure threshold and no grace period: its results are only
+// reported, never acted on.
+type CheckSpec struct {
+	Type     Type
+	Port     uint32   // HTTP and TCP
+	Path     string   // HTTP, default "/"; always plain http, as in Mesos
+	Cmd      []string // Command: exec form run inside the container
+	Delay    time.Duration
+	Interval time.Duration
+	Timeout  time.Duration // 0 = no timeout
+}
+
+// ParseCheck builds a generic check from TaskInfo.check, with the Mesos
+// defaults (delay 15s, interval 10s, timeout 20s) for absent fields. It
+// returns nil, nil when c is nil. Errors wrap ErrInvalid and name the field.
+func ParseCheck(c *mesos.CheckInfo) (*CheckSpec, error) {
+	if c == nil {
+		return nil, nil
+	}
+	secs := func(field string, f float64) (time.Duration, error) {
+		if f < 0 {
+			return 0, fmt.Errorf("%w: check.%s must not be negative", ErrInvalid, field)
+		}
+		return time.Duration(f * float64(time.Second)), nil
+	}
+	s := &CheckSpec{}
+	var err error
+	if s.Delay, err = secs("delay_seconds", c.GetDelaySeconds()); err != nil {
+		return nil, err
+	}
+	if s.Interval, err = secs("interval_seconds", c.GetIntervalSeconds()); err != nil {
+		return nil, err
+	}
+	if s.Timeout, err = secs("timeout_seconds", c.GetTimeoutSeconds()); err != nil {
+		return nil, err
+	}
+	if s.Interval == 0 {
+		return nil, fmt.Errorf("%w: check.interval_seconds must be positive", ErrInvalid)
+	}
+
+	switch c.GetType() {
+	case mesos.CheckInfo_COMMAND:
+		s.Type = Command
+		if c.Command == nil {
+			return nil, fmt.Errorf("%w: check.type COMMAND without check.command", ErrInvalid)
+		}
+		ci := c.Command.Command
+		if ci.GetValue() == "" {
+			return nil, fmt.Errorf("%w: check.command.command.value is empty", ErrInvalid)
+		}
+		// Same argv as the health check's (spec.go), which follows the
+		// Mesos Docker executor's `docker exec` wrapping.
+		if ci.GetShell() {
+			s.Cmd = []string{"/bin/sh", "-c", ci.GetValue()}
+		} else {
+			s.Cmd = append([]string{ci.GetValue()}, ci.Arguments...)
+		}
+	case mesos.CheckInfo_HTTP:
+		s.Type = HTTP
+		if c.HTTP == nil {
+			return nil, fmt.Errorf("%w: check.type HTTP without check.http", ErrInvalid)
+		}
+		if c.HTTP.Port == 0 || c.HTTP.Port > 65535 {
+			return nil, fmt.Errorf("%w: check.http.port must be 1-65535, got %d", ErrInvalid, c.HTTP.Port)
+		}
+		s.Port, s.Path = c.HTTP.Port, c.HTTP.GetPath()
+		if s.Path == "" {
+			s.Path = "/"
+		}
+		if !strings.HasPrefix(s.Path, "/") {
+			return nil, fmt.Errorf("%w: check.http.path %q must start with /", ErrInvalid, s.Path)
+		}
+	case mesos.CheckInfo_TCP:
+		s.Type = TCP
+		if c.TCP == nil {
+			return nil, fmt.Errorf("%w: check.type TCP without check.tcp", ErrInvalid)
+		}
+		if c.TCP.Port == 0 || c.TCP.Port > 65535 {
+			return nil, fmt.Errorf("%w: check.tcp.port must be 1-65535, got %d", ErrInvalid, c.TCP.Port)
+		}
+		s.Port = c.TCP.Port
+	default:
+		return nil, fmt.Errorf("%w: check.type %s is not supported (COMMAND, HTTP or TCP)", ErrInvalid, c.GetType())
+	}
+	return s, nil
+}
+
+// InitialStatus is the check_status a task's updates carry before the check's
+// first result: the type and an empty result of that type, as Mesos sends
+// it. A check that times out reports the same value.
+func (s *CheckSpec) InitialStatus() mesos.CheckStatusInfo {
+	return emptyStatus(s.Type)
+}
+
+func emptyStatus(t Type) mesos.CheckStatusInfo {
+	var st mesos.CheckStatusInfo
+	switch t {
+	case Command:
+		st.Type = mesos.CheckInfo_COMMAND.Enum()
+		st.Command = &mesos.CheckStatusInfo_Command{}
+	case HTTP:
+		st.Type = mesos.CheckInfo_HTTP.Enum()
+		st.HTTP = &mesos.CheckStatusInfo_Http{}
+	case TCP:
+		st.Type = mesos.CheckInfo_TCP.Enum()
+		st.TCP = &mesos.CheckStatusInfo_Tcp{}
+	}
+	return st
+}

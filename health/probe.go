@@ -1,0 +1,290 @@
+package health
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+)
+
+// maxBody bounds how much of an HTTP probe's response body is read. Only the
+// status code matters; reading a little lets small bodies finish cleanly.
+const maxBody = 4 << 10
+
+// probe is what one check does, common to health checks and generic checks.
+type probe struct {
+	typ      Type
+	port     uint32
+	path     string
+	scheme   string
+	statuses []uint32
+	cmd      []string
+}
+
+// observation is the raw outcome of one probe, judged afterwards as a health
+// result or as a check status.
+type observation struct {
+	// err is set when the probe could not produce a result: a timeout, a
+	// failed exec, an HTTP transport error, or a refused TCP connection.
+	err      error
+	timedOut bool
+
+	exitCode   int    // Command, when err == nil
+	output     []byte // Command
+	statusCode int    // HTTP, when err == nil
+	connected  bool   // TCP
+}
+
+// prober runs the probes of one check against one container. It is used by
+// that check's goroutine only.
+type prober struct {
+	probe     probe
+	target    Target
+	execer    Execer
+	maxOutput int
+	dialer    net.Dialer
+	client    *http.Client // HTTP only
+}
+
+func newProber(p probe, t Target, execer Execer, maxOutput int) *prober {
+	pr := &prober{probe: p, target: t, execer: execer, maxOutput: maxOutput}
+	if p.typ == HTTP {
+		pr.client = &http.Client{
+			Transport: &http.Transport{
+				// No Proxy: HTTP(S)_PROXY of the executor must not reroute a
+				// probe of a local container.
+				DialContext: pr.dial,
+				// Like `curl -k` in the Mesos checkers: the task's
+				// certificate is for its public name, not for its IP.
+				TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // as curl -k
+				// A fresh connection per probe, as curl makes: a kept-alive
+				// one would hide a server that no longer accepts.
+				DisableKeepAlives: true,
+			},
+		}
+	}
+	return pr
+}
+
+// inNetns reports whether probes go to 127.0.0.1 inside the container's
+// network namespace rather than to its IP: host and none networks give the
+// container no address of its own.
+func (p *prober) inNetns() bool {
+	return p.target.IP == "" || p.target.HostNetwork
+}
+
+// host is the address probes are sent to.
+func (p *prober) host() string {
+	if p.inNetns() {
+		return "127.0.0.1"
+	}
+	return p.target.IP
+}
+
+// where qualifies a probe's description when it runs in a namespace, so an
+// operator reading "127.0.0.1" knows whose loopback it was.
+func (p *prober) where() string {
+	if p.inNetns() && p.target.Pid > 0 {
+		return fmt.Sprintf(" (network namespace of pid %d)", p.target.Pid)
+	}
+	return ""
+}
+
+// dial connects from the namespace the target's address belongs to.
+func (p *prober) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	switch {
+	case !p.inNetns():
+		return p.dialer.DialContext(ctx, network, addr)
+	case p.target.Pid > 0:
+		same, err := sameNetns(p.target.Pid)
+		if err != nil {
+			return nil, err
+		}
+		if same {
+			// A host-network container while the executor runs on the
+			// host: entering the namespace would change nothing.
+			return p.dialer.DialContext(ctx, network, addr)
+		}
+		return dialInNetns(ctx, &p.dialer, p.target.Pid, network, addr)
+	case p.target.HostNetwork:
+		// No pid to go by, but a host-network container shares the host's
+		// namespace, which is where the executor normally runs.
+		return p.dialer.DialContext(ctx, network, addr)
+	default:
+		return nil, errors.New("the container has no IP address and no pid to find its network namespace")
+	}
+}
+
+// describe names what the probe does, for messages.
+func (p *prober) describe() string {
+	switch p.probe.typ {
+	case HTTP:
+		return "HTTP GET " + p.url() + p.where()
+	case TCP:
+		return "TCP connect " + p.addr() + p.where()
+	default:
+		return "command"
+	}
+}
+
+func (p *prober) addr() string {
+	return net.JoinHostPort(p.host(), strconv.FormatUint(uint64(p.probe.port), 10))
+}
+
+func (p *prober) url() string {
+	scheme := p.probe.scheme
+	if scheme == "" {
+		scheme = "http"
+	}
+	return scheme + "://" + p.addr() + p.probe.path
+}
+
+// run performs one probe. timeout 0 means none. ctx ending (the check was
+// stopped) is not a timeout.
+func (p *prober) run(ctx context.Context, timeout time.Duration) observation {
+	pctx := ctx
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		pctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	var obs observation
+	switch p.probe.typ {
+	case HTTP:
+		obs = p.runHTTP(pctx)
+	case TCP:
+		obs = p.runTCP(pctx)
+	case Command:
+		obs = p.runCommand(pctx)
+	default:
+		obs.err = fmt.Errorf("unknown probe type %q", p.probe.typ)
+	}
+	if obs.err != nil && ctx.Err() == nil && errors.Is(pctx.Err(), context.DeadlineExceeded) {
+		obs.timedOut = true
+	}
+	return obs
+}
+
+func (p *prober) runHTTP(ctx context.Context) observation {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.url(), nil)
+	if err != nil {
+		return observation{err: err}
+	}
+	req.Header.Set("User-Agent", "mdx-health-check")
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return observation{err: err}
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody))
+	_ = resp.Body.Close()
+	return observation{statusCode: resp.StatusCode}
+}
+
+func (p *prober) runTCP(ctx context.Context) observation {
+	conn, err := p.dial(ctx, "tcp", p.addr())
+	if err != nil {
+		return observation{err: err}
+	}
+	_ = conn.Close()
+	return observation{connected: true}
+}
+
+func (p *prober) runCommand(ctx context.Context) observation {
+	if p.execer == nil {
+		return observation{err: errors.New("no Execer: the supervisor was built without one")}
+	}
+	code, out, err := p.execer.Exec(ctx, p.target.ContainerID, p.probe.cmd, p.maxOutput)
+	if err != nil {
+		return observation{err: err, output: out}
+	}
+	return observation{exitCode: code, output: out}
+}
+
+// healthy judges obs as a health check (Mesos: HTTP 200-399 unless statuses
+// are given, TCP connected, command exit 0) and says what happened.
+func (p *prober) healthy(obs observation, timeout time.Duration) (bool, string) {
+	what := p.describe()
+	if obs.timedOut {
+		return false, fmt.Sprintf("%s timed out after %v", what, timeout)
+	}
+	switch p.probe.typ {
+	case HTTP:
+		if obs.err != nil {
+			return false, fmt.Sprintf("%s failed: %s", what, shortErr(obs.err))
+		}
+		ok := obs.statusCode >= 200 && obs.statusCode < 400
+		if len(p.probe.statuses) > 0 {
+			ok = slices.Contains(p.probe.statuses, uint32(obs.statusCode))
+		}
+		return ok, fmt.Sprintf("%s returned %d", what, obs.statusCode)
+	case TCP:
+		if obs.err != nil {
+			return false, fmt.Sprintf("%s failed: %s", what, shortErr(obs.err))
+		}
+		return true, what + " succeeded"
+	default:
+		if obs.err != nil {
+			return false, fmt.Sprintf("command could not run: %s", obs.err)
+		}
+		msg := fmt.Sprintf("command exited with %d", obs.exitCode)
+		if out := strings.TrimSpace(string(obs.output)); out != "" {
+			msg += ": " + out
+		}
+		return obs.exitCode == 0, msg
+	}
+}
+
+// checkStatus judges obs as a generic check, with Mesos's rules: the result
+// of the check when it could be performed, and an empty result of the right
+// type on a timeout or when the probe could not run.
+func (p *prober) checkStatus(obs observation) mesos.CheckStatusInfo {
+	st := emptyStatus(p.probe.typ)
+	if obs.timedOut {
+		return st
+	}
+	switch p.probe.typ {
+	case Command:
+		if obs.err == nil {
+			code := int32(obs.exitCode)
+			st.Command.ExitCode = &code
+		}
+	case HTTP:
+		if obs.err == nil {
+			code := uint32(obs.statusCode)
+			st.HTTP.StatusCode = &code
+		}
+	case TCP:
+		ok := obs.connected
+		st.TCP.Succeeded = &ok
+	}
+	return st
+}
+
+// shortErr drops the layers that repeat what the message already says (the
+// URL, "dial tcp ADDR") and keeps the cause, e.g. "connection refused".
+func shortErr(err error) string {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errno.Error()
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		err = oe.Err
+	}
+	return err.Error()
+}

@@ -1,0 +1,382 @@
+package health
+
+import (
+	"context"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+)
+
+// Defaults for the zero values of Options.
+const (
+	DefaultMaxConcurrent = 32
+	DefaultMaxOutput     = 1024
+	DefaultMaxJitter     = time.Second
+)
+
+// Options configures a Supervisor. Zero values mean the documented defaults.
+type Options struct {
+	// MaxConcurrent caps the probes running at once over all tasks; a probe
+	// that is due waits for a slot, and its timeout starts only once it has
+	// one. Default DefaultMaxConcurrent.
+	MaxConcurrent int
+	// EveryFailure reports every failed probe, as the Mesos built-in
+	// executors do, instead of only changes of health.
+	EveryFailure bool
+	// MaxOutput bounds the output of a command probe kept for the message.
+	// Default DefaultMaxOutput.
+	MaxOutput int
+	// MaxJitter bounds the random time added to each check's first delay,
+	// so that tasks launched together do not probe in step. The jitter is
+	// below min(interval, MaxJitter). Default DefaultMaxJitter; negative
+	// disables it.
+	MaxJitter time.Duration
+}
+
+// Execer runs a command inside a running container and returns its exit code
+// and at most maxOutput bytes of its output. *containerd.Client implements it.
+// An error means the command could not be run to its end (including ctx's
+// deadline passing); a non-zero exit code is not an error.
+type Execer interface {
+	Exec(ctx context.Context, containerID string, cmd []string, maxOutput int) (exitCode int, output []byte, err error)
+}
+
+// Target is the container a task's checks probe.
+type Target struct {
+	TaskID      string
+	ContainerID string // for command probes
+	// IP is the container's own address (bridge or user-defined network).
+	// Empty for host and none networks: probes then go to 127.0.0.1 in the
+	// container's network namespace.
+	IP string
+	// Pid is the container's init process as inspected after start; its
+	// /proc/<pid>/ns/net is the namespace entered when IP is empty.
+	Pid int
+	// HostNetwork says the container shares the host's network namespace;
+	// probes go to 127.0.0.1 even if IP is set.
+	HostNetwork bool
+}
+
+// Result is a health report for one task.
+type Result struct {
+	TaskID  string
+	Healthy bool
+	// Kill says the task reached its consecutive-failures threshold and must
+	// be killed. It is reported once, after which the check has stopped.
+	Kill bool
+	// Message says what the last probe did, e.g. "HTTP GET
+	// http://172.17.0.3:8080/ returned 503".
+	Message             string
+	ConsecutiveFailures int
+}
+
+// LastResult is the latest probe of a task's health check, for /state.
+type LastResult struct {
+	Time                time.Time // when the probe ended; zero before the first
+	Healthy             bool
+	Message             string
+	ConsecutiveFailures int
+	// InGrace says the last probe failed while the task had never passed
+	// one and the grace period was still running, so it was ignored.
+	InGrace bool
+	// Killed says the check reached its threshold and asked for a kill.
+	Killed bool
+}
+
+// Supervisor runs the health checks and generic checks of every task of the
+// executor: one goroutine per check, with a timer between probes, and a cap on
+// the probes running at once. Start and Stop may be called from any
+// goroutine; Run must be running (or about to run) for the checks' lifetime.
+type Supervisor struct {
+	opts    Options
+	execer  Execer
+	log     *logrus.Entry
+	sem     chan struct{} // one token per running probe
+	metrics *metrics
+
+	// base is the parent context of every check. It is a field, not a
+	// parameter of Start, because Start is called from the task manager's
+	// event loop, whose calls carry no context that outlives the check; Run
+	// cancels it when its own ctx ends.
+	base       context.Context
+	cancelBase context.CancelFunc
+	wg         sync.WaitGroup // one count per check goroutine
+
+	mu sync.Mutex // guards everything that follows
+	// closed is set when Run has ended: Start then starts nothing.
+	closed bool
+	tasks  map[string]*taskChecks
+}
+
+// taskChecks are the checks of one task; either may be nil.
+type taskChecks struct {
+	health *healthChecker
+	check  *genericChecker
+}
+
+// NewSupervisor returns a Supervisor that runs command probes through execer
+// (which may be nil if no task has a command check). A nil log discards.
+func NewSupervisor(opts Options, execer Execer, log *logrus.Entry) *Supervisor {
+	if opts.MaxConcurrent <= 0 {
+		opts.MaxConcurrent = DefaultMaxConcurrent
+	}
+	if opts.MaxOutput <= 0 {
+		opts.MaxOutput = DefaultMaxOutput
+	}
+	if opts.MaxJitter == 0 {
+		opts.MaxJitter = DefaultMaxJitter
+	}
+	if log == nil {
+		discard := logrus.New()
+		discard.SetOutput(io.Discard)
+		log = logrus.NewEntry(discard)
+	}
+	base, cancel := context.WithCancel(context.Background())
+	return &Supervisor{
+		opts:       opts,
+		execer:     execer,
+		log:        log,
+		sem:        make(chan struct{}, opts.MaxConcurrent),
+		metrics:    newMetrics(),
+		base:       base,
+		cancelBase: cancel,
+		tasks:      make(map[string]*taskChecks),
+	}
+}
+
+// Run keeps the checks running until ctx ends, then stops every check, waits
+// for their goroutines to finish, and returns nil. Checks started before Run
+// begins run from the moment they are started. Start does nothing once Run
+// has returned. Call Run once.
+func (s *Supervisor) Run(ctx context.Context) error {
+	<-ctx.Done()
+	s.mu.Lock()
+	s.closed = true
+	s.tasks = make(map[string]*taskChecks)
+	s.mu.Unlock()
+	s.cancelBase()
+	// A check inside its report callback holds this up until the callback
+	// returns: callbacks must not wait for anything Run's caller does after
+	// Run returns.
+	s.wg.Wait()
+	return nil
+}
+
+// Collectors returns the Prometheus collectors of the supervisor's probes:
+// latency by kind and type, failures by kind and type, probes in flight and
+// probes waiting for a slot.
+func (s *Supervisor) Collectors() []prometheus.Collector { return s.metrics.collectors() }
+
+// Start begins t's health check, with spec as returned by Parse; a nil spec
+// does nothing. Call it when TASK_RUNNING is sent: the delay and the grace
+// period count from this call. report is called from the check's goroutine
+// for the first result, for every change of health (every failure too with
+// Options.EveryFailure) and once with Kill set, after which the check ends.
+// report may call Stop; it should return quickly, since the check's next
+// probe and Run's return wait for it. A second Start for the same task
+// replaces its health check.
+func (s *Supervisor) Start(t Target, spec *Spec, report func(Result)) {
+	if spec == nil {
+		return
+	}
+	sp := *spec
+	if sp.Interval <= 0 {
+		sp.Interval = DefaultInterval
+	}
+	if sp.Failures == 0 {
+		sp.Failures = DefaultFailures
+	}
+	p := probe{typ: sp.Type, port: sp.Port, path: sp.Path, scheme: sp.Scheme, statuses: sp.Statuses, cmd: sp.Cmd}
+	if p.path == "" {
+		p.path = "/"
+	}
+	c := &healthChecker{
+		spec:   sp,
+		target: t,
+		prober: newProber(p, t, s.execer, s.opts.MaxOutput),
+		report: report,
+		log: s.log.WithFields(logrus.Fields{
+			"task_id": t.TaskID, "container_id": t.ContainerID, "check": kindHealth, "check_type": string(sp.Type),
+		}),
+		start: time.Now(),
+	}
+	s.launch(t.TaskID, c, c.start, sp.Delay, sp.Interval)
+}
+
+// StartCheck begins t's generic check, with spec as returned by ParseCheck; a
+// nil spec does nothing. report is called from the check's goroutine with the
+// first result and then whenever the result differs from the previous one. A
+// generic check never asks for a kill. A second StartCheck for the same task
+// replaces its generic check.
+func (s *Supervisor) StartCheck(t Target, spec *CheckSpec, report func(taskID string, status mesos.CheckStatusInfo)) {
+	if spec == nil {
+		return
+	}
+	sp := *spec
+	if sp.Interval <= 0 {
+		sp.Interval = DefaultInterval
+	}
+	p := probe{typ: sp.Type, port: sp.Port, path: sp.Path, scheme: "http", cmd: sp.Cmd}
+	if p.path == "" {
+		p.path = "/"
+	}
+	c := &genericChecker{
+		spec:   sp,
+		target: t,
+		prober: newProber(p, t, s.execer, s.opts.MaxOutput),
+		report: report,
+		log: s.log.WithFields(logrus.Fields{
+			"task_id": t.TaskID, "container_id": t.ContainerID, "check": kindCheck, "check_type": string(sp.Type),
+		}),
+	}
+	s.launch(t.TaskID, c, time.Now(), sp.Delay, sp.Interval)
+}
+
+// checker is one check's loop: a *healthChecker or a *genericChecker.
+type checker interface {
+	// step runs one probe and handles its result; false ends the check.
+	step(ctx context.Context, s *Supervisor) bool
+	life() *lifecycle
+}
+
+// lifecycle is what the Supervisor keeps to end a check.
+type lifecycle struct {
+	cancel context.CancelFunc // set by launch before the goroutine starts
+	done   chan struct{}      // closed when the goroutine has ended
+}
+
+func (l *lifecycle) life() *lifecycle { return l }
+
+// launch registers c as the task's check of its kind, stopping the one it
+// replaces, and starts its goroutine: the first probe at start + delay +
+// jitter, then interval after the end of each probe.
+func (s *Supervisor) launch(taskID string, c checker, start time.Time, delay, interval time.Duration) {
+	ctx, cancel := context.WithCancel(s.base)
+	h := c.life()
+	h.cancel, h.done = cancel, make(chan struct{})
+
+	var old checker
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		cancel()
+		s.log.WithField("task_id", taskID).Warn("check not started: the health supervisor has stopped")
+		return
+	}
+	tc := s.tasks[taskID]
+	if tc == nil {
+		tc = &taskChecks{}
+		s.tasks[taskID] = tc
+	}
+	switch c := c.(type) {
+	case *healthChecker:
+		if tc.health != nil {
+			old = tc.health
+		}
+		tc.health = c
+	case *genericChecker:
+		if tc.check != nil {
+			old = tc.check
+		}
+		tc.check = c
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	if old != nil {
+		old.life().cancel()
+	}
+
+	first := time.Until(start.Add(delay + s.jitter(interval)))
+	go func() {
+		defer s.wg.Done()
+		defer close(h.done)
+		defer cancel()
+		timer := time.NewTimer(max(first, 0))
+		defer timer.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-timer.C:
+			}
+			if !c.step(ctx, s) {
+				return
+			}
+			// Mesos measures the interval from the end of one probe to
+			// the start of the next, so a slow probe never overlaps the
+			// next one.
+			timer.Reset(interval)
+		}
+	}()
+}
+
+// jitter is the random extra first delay of a check.
+func (s *Supervisor) jitter(interval time.Duration) time.Duration {
+	limit := min(interval, s.opts.MaxJitter)
+	if limit <= 0 {
+		return 0
+	}
+	return rand.N(limit)
+}
+
+// Stop ends the task's health check and generic check, if any. It does not
+// wait for a probe in flight, which is cancelled; a report that was already
+// being delivered may still arrive after Stop returns, so the consumer must
+// ignore reports for tasks it no longer runs. Stop is idempotent.
+func (s *Supervisor) Stop(taskID string) {
+	s.mu.Lock()
+	tc := s.tasks[taskID]
+	delete(s.tasks, taskID)
+	s.mu.Unlock()
+	if tc == nil {
+		return
+	}
+	if tc.health != nil {
+		tc.health.cancel()
+	}
+	if tc.check != nil {
+		tc.check.cancel()
+	}
+}
+
+// Last returns the latest result of the task's health check. ok is false when
+// the task has no health check (none given, or stopped). A zero Time means
+// no probe has finished yet.
+func (s *Supervisor) Last(taskID string) (LastResult, bool) {
+	s.mu.Lock()
+	tc := s.tasks[taskID]
+	s.mu.Unlock()
+	if tc == nil || tc.health == nil {
+		return LastResult{}, false
+	}
+	return tc.health.lastResult(), true
+}
+
+// probe runs one probe when a slot is free. ok is false when ctx ended first,
+// or during the probe, whose result is then meaningless.
+func (s *Supervisor) probe(ctx context.Context, p *prober, timeout time.Duration, kind string) (obs observation, ok bool) {
+	select {
+	case s.sem <- struct{}{}:
+	default:
+		s.metrics.waiting.Inc()
+		select {
+		case s.sem <- struct{}{}:
+			s.metrics.waiting.Dec()
+		case <-ctx.Done():
+			s.metrics.waiting.Dec()
+			return observation{}, false
+		}
+	}
+	s.metrics.inFlight.Inc()
+	start := time.Now()
+	obs = p.run(ctx, timeout)
+	s.metrics.latency.WithLabelValues(kind, string(p.probe.typ)).Observe(time.Since(start).Seconds())
+	s.metrics.inFlight.Dec()
+	<-s.sem
+	return obs, ctx.Err() == nil
+}
