@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"mime"
 	"net"
 	"net/http"
 	"sync"
@@ -16,9 +17,7 @@ import (
 	"github.com/gogo/protobuf/proto"
 	"github.com/google/uuid"
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
-	"github.com/mesos/mesos-go/api/v1/lib/encoding/framing"
 	"github.com/mesos/mesos-go/api/v1/lib/executor"
-	"github.com/mesos/mesos-go/api/v1/lib/recordio"
 	"github.com/sirupsen/logrus"
 )
 
@@ -107,16 +106,21 @@ func New(cfg Config, log *logrus.Entry) *Client {
 	}
 }
 
-// Events delivers the agent's events in stream order. HEARTBEAT events are
-// consumed here; everything else, including types this version does not
-// know, is passed on.
+// Events delivers the agent's events in stream order. HEARTBEAT, ERROR and
+// event types this version does not know (UNKNOWN, or values added by a newer
+// agent) are consumed and logged here; everything else is passed on.
 func (c *Client) Events() <-chan *executor.Event { return c.events }
 
 // Update queues a status update for the agent and returns its uuid. It fills
 // in the fields the agent requires (a fresh random v4 uuid, SOURCE_EXECUTOR,
 // executor_id, timestamp) and never blocks on the network: the update is
 // sent, retried and replayed until the agent acknowledges it.
-func (c *Client) Update(st mesos.TaskStatus) []byte {
+func (c *Client) Update(status mesos.TaskStatus) []byte {
+	// The value copy still shares pointers and slices (Data, Message,
+	// Labels, ...) with the caller; a later change by the caller would make
+	// a resend or a replay differ from what the agent already has under the
+	// same uuid. Deep-copy so the outbox owns its bytes.
+	st := *proto.Clone(&status).(*mesos.TaskStatus)
 	id := uuid.New()
 	st.UUID = id[:]
 	st.Source = mesos.SOURCE_EXECUTOR.Enum()
@@ -135,7 +139,8 @@ func (c *Client) Update(st mesos.TaskStatus) []byte {
 	c.outbox = append(c.outbox, p)
 	c.mu.Unlock()
 	c.nudge()
-	return st.UUID
+	// A copy: the caller must not be able to change the outbox's uuid.
+	return append([]byte(nil), st.UUID...)
 }
 
 // Stats returns the link's state.
@@ -217,10 +222,13 @@ func (c *Client) Run(ctx context.Context) error {
 			c.mu.Lock()
 			c.reconnects++
 			c.mu.Unlock()
-			c.log.WithError(err).Warn("lost the agent's event stream")
 			if !c.cfg.Checkpoint && !shutdown {
-				return ErrDisconnected
+				// Keep the cause: "garbage in the event stream" and "agent
+				// closed the event stream" call for different fixes.
+				// Returned, so not logged as well (house style).
+				return fmt.Errorf("%w: %w", ErrDisconnected, err)
 			}
+			c.log.WithError(err).Warn("lost the agent's event stream")
 			deadline = time.Now().Add(c.cfg.RecoveryTimeout)
 		} else {
 			c.log.WithError(err).Debug("subscribe attempt failed")
@@ -264,7 +272,10 @@ func (c *Client) subscribeOnce(ctx context.Context) (bool, error) {
 
 	call := c.newCall(executor.Call_SUBSCRIBE)
 	call.Subscribe = sub
-	streamCtx, cancel := context.WithCancel(ctx)
+	// The heartbeat ends a stream with its own failure as the cause, which
+	// says more than the "context canceled" the stream's read then gets.
+	streamCtx, cancelCause := context.WithCancelCause(ctx)
+	cancel := func() { cancelCause(nil) }
 	defer cancel()
 	req, err := c.request(streamCtx, call)
 	if err != nil {
@@ -305,28 +316,41 @@ func (c *Client) subscribeOnce(ctx context.Context) (bool, error) {
 	}()
 
 	hbDone := make(chan struct{})
-	go func() { defer close(hbDone); c.heartbeatLoop(streamCtx, cancel) }()
+	go func() { defer close(hbDone); c.heartbeatLoop(streamCtx, cancelCause) }()
 	defer func() { cancel(); <-hbDone }()
 
 	err = c.readStream(ctx, resp)
+	if cause := context.Cause(streamCtx); ctx.Err() == nil && cause != nil && !errors.Is(cause, context.Canceled) {
+		err = cause
+	}
 	return true, err
 }
 
 func (c *Client) readStream(ctx context.Context, resp *http.Response) error {
+	// Decode by the media type the agent chose. Comparing the raw header
+	// would decode "application/json; charset=utf-8" as protobuf and skip
+	// every event one by one; anything that is neither type is not an
+	// executor API stream at all (e.g. a proxy's error page with 200).
 	ct := resp.Header.Get("Content-Type")
-	unmarshal := func(b []byte, ev *executor.Event) error { return proto.Unmarshal(b, ev) }
-	if ct == ContentTypeJSON {
+	mt, _, _ := mime.ParseMediaType(ct)
+	var unmarshal func(b []byte, ev *executor.Event) error
+	switch mt {
+	case ContentTypeProtobuf:
+		unmarshal = func(b []byte, ev *executor.Event) error { return proto.Unmarshal(b, ev) }
+	case ContentTypeJSON:
 		unmarshal = func(b []byte, ev *executor.Event) error { return json.Unmarshal(b, ev) }
+	default:
+		return fmt.Errorf("event stream has Content-Type %q, want %s or %s", ct, ContentTypeProtobuf, ContentTypeJSON)
 	}
-	fr := recordio.NewReader(resp.Body, recordio.MaxMessageSize(c.cfg.MaxFrameSize))
+	fr := newFrameReader(resp.Body, c.cfg.MaxFrameSize)
 	for {
 		frame, err := fr.ReadFrame()
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				return errors.New("agent closed the event stream")
 			}
-			if errors.Is(err, framing.ErrorBadSize) || errors.Is(err, framing.ErrorOversizedFrame) || errors.Is(err, framing.ErrorUnderrun) {
-				return fmt.Errorf("garbage in the event stream: %w", err)
+			if ferr := frameError(err, c.cfg.MaxFrameSize); ferr != nil {
+				return ferr
 			}
 			return fmt.Errorf("read event stream: %w", err)
 		}
@@ -382,6 +406,15 @@ func (c *Client) handleEvent(ev *executor.Event) bool {
 	case executor.Event_UNKNOWN:
 		c.log.Warn("agent sent an event of unknown type; ignored")
 		return false
+	default:
+		// protobuf keeps an enum value it does not know, so a newer
+		// agent's event type arrives here with a bare number. Ignore it
+		// as the protocol asks (MESOS-4997) instead of handing the task
+		// manager an event it cannot interpret.
+		if _, known := executor.Event_Type_name[int32(ev.GetType())]; !known {
+			c.log.WithField("event_type", int32(ev.GetType())).Warn("agent sent an event type this executor does not know; ignored")
+			return false
+		}
 	}
 	return true
 }
@@ -525,7 +558,7 @@ func (c *Client) sendUpdate(ctx context.Context, p *pending) error {
 // own heartbeat comes every 30 minutes and it never notices a dead stream, so
 // a failing call is the quickest sign that the connection is gone: end the
 // stream and let Run reconnect.
-func (c *Client) heartbeatLoop(ctx context.Context, endStream context.CancelFunc) {
+func (c *Client) heartbeatLoop(ctx context.Context, endStream context.CancelCauseFunc) {
 	if c.cfg.HeartbeatInterval < 0 {
 		return
 	}
@@ -541,9 +574,14 @@ func (c *Client) heartbeatLoop(ctx context.Context, endStream context.CancelFunc
 		if ctx.Err() != nil {
 			return
 		}
-		if err != nil || code >= 500 && code != http.StatusServiceUnavailable {
-			c.log.WithError(err).WithField("code", code).WithField("body", body).Warn("heartbeat to the agent failed; reconnecting")
-			endStream()
+		// Not logged here: the cause reaches Run, which logs it or, without
+		// checkpointing, returns it.
+		if err != nil {
+			endStream(fmt.Errorf("heartbeat failed, the connection to the agent is dead: %w", err))
+			return
+		}
+		if code >= 500 && code != http.StatusServiceUnavailable {
+			endStream(fmt.Errorf("heartbeat failed: agent answered %d: %s", code, body))
 			return
 		}
 		t.Reset(c.cfg.HeartbeatInterval)
@@ -575,8 +613,17 @@ func (c *Client) request(ctx context.Context, call *executor.Call) (*http.Reques
 	}
 	req.Header.Set("Content-Type", c.cfg.ContentType)
 	if c.cfg.AuthToken != "" {
-		req.Header.Set("Authorization", "Bearer "+c.cfg.AuthToken)
+		req.Header.Set("Authorization", "Bearer "+string(c.cfg.AuthToken))
 	}
+	// net/http never retries a POST that fails on a reused keep-alive
+	// connection the agent has closed meanwhile (agent restart, idle
+	// timeout): the caller gets "server closed idle connection" or EOF. For
+	// HEARTBEAT that would end a healthy stream, and for UPDATE it costs a
+	// backoff. Every call here is safe to repeat (an UPDATE keeps its uuid
+	// and the agent drops duplicates; a second SUBSCRIBE replaces the
+	// first), so mark them idempotent: a nil Idempotency-Key lets the
+	// Transport retry on a fresh connection without sending the header.
+	req.Header["Idempotency-Key"] = nil
 	return req, nil
 }
 

@@ -3,6 +3,7 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"time"
@@ -52,7 +53,7 @@ type Config struct {
 	// the agent's executor_registration_timeout.
 	RegistrationTimeout time.Duration
 
-	AuthToken   string // never logged, never passed on
+	AuthToken   Secret // never logged, never passed on
 	ContentType string // ContentTypeProtobuf (default) or ContentTypeJSON
 	// MaxFrameSize caps one RecordIO frame; a LAUNCH with a large
 	// TaskInfo.data passes mesos-go's 4 MiB default. Default 64 MiB.
@@ -64,6 +65,29 @@ type Config struct {
 	// CallTimeout bounds one non-SUBSCRIBE call. Default 10s.
 	CallTimeout time.Duration
 }
+
+// Secret is a credential that must never reach a log line or an error
+// message. fmt prints it as "[redacted]" under every verb (%v, %+v and %#v of
+// a Config included, and the bad-verb path that would otherwise dump the raw
+// string), and so does encoding/json. Use string(s) where the value itself is
+// needed, i.e. for the Authorization header only.
+type Secret string
+
+// String returns "[redacted]", or "" when no secret is set so that logs still
+// show whether there is one.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "[redacted]"
+}
+
+// Format implements fmt.Formatter; it wins over String and GoString for
+// every verb.
+func (s Secret) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, s.String()) }
+
+// MarshalText keeps the secret out of JSON (and logrus's JSON formatter).
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 func (c Config) withDefaults() Config {
 	def := func(d *time.Duration, v time.Duration) {
@@ -106,6 +130,12 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		d, err := ParseDuration(v)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s=%q: %w", name, v, err))
+		} else if d < 0 {
+			// time.ParseDuration accepts "-1s", and a stout value too big
+			// for int64 can convert to a negative Duration; either would
+			// make a deadline that has already passed (an immediate
+			// recovery timeout).
+			errs = append(errs, fmt.Errorf("%s=%q: negative or out of range", name, v))
 		}
 		return d
 	}
@@ -119,7 +149,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		RecoveryTimeout:        duration("MESOS_RECOVERY_TIMEOUT"),
 		SubscriptionBackoffMax: duration("MESOS_SUBSCRIPTION_BACKOFF_MAX"),
 		ShutdownGracePeriod:    duration("MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD"),
-		AuthToken:              getenv(TokenEnv),
+		AuthToken:              Secret(getenv(TokenEnv)),
 	}
 	switch v := getenv("MESOS_CHECKPOINT"); v {
 	case "1":
