@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -73,12 +74,18 @@ func Parse(native *mesos.HealthCheck, labels map[string]string) (*Spec, error) {
 	if s == nil {
 		s = &Spec{Delay: DefaultDelay, Interval: DefaultInterval, Timeout: DefaultTimeout, Grace: DefaultGrace, Failures: DefaultFailures}
 	}
+	// Sorted, so that a task with two bad labels always gets the same
+	// message.
+	sort.Strings(keys)
 	for _, k := range keys {
 		if err := s.setLabel(k, labels[k]); err != nil {
 			return nil, fmt.Errorf("%w: label %s=%q: %w", ErrInvalid, k, labels[k], err)
 		}
 	}
-	return s, s.validate()
+	if err := s.validate(); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 func (s *Spec) setLabel(key, v string) error {
@@ -145,6 +152,14 @@ func (s *Spec) setLabel(key, v string) error {
 
 func fromNative(h *mesos.HealthCheck) (*Spec, error) {
 	secs := func(f float64) time.Duration { return time.Duration(f * float64(time.Second)) }
+	for name, v := range map[string]float64{
+		"delay_seconds": h.GetDelaySeconds(), "interval_seconds": h.GetIntervalSeconds(),
+		"timeout_seconds": h.GetTimeoutSeconds(), "grace_period_seconds": h.GetGracePeriodSeconds(),
+	} {
+		if v < 0 {
+			return nil, fmt.Errorf("%w: health_check.%s must not be negative, got %g", ErrInvalid, name, v)
+		}
+	}
 	s := &Spec{
 		Delay:    secs(h.GetDelaySeconds()),
 		Interval: secs(h.GetIntervalSeconds()),
@@ -180,7 +195,10 @@ func fromNative(h *mesos.HealthCheck) (*Spec, error) {
 	default:
 		return nil, fmt.Errorf("%w: health_check.type %s is not supported", ErrInvalid, h.GetType())
 	}
-	return s, s.validate()
+	if err := s.validate(); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 func (s *Spec) validate() error {

@@ -450,7 +450,11 @@ func (m *Manager) runLaunch(ctx context.Context, id string, spec containerd.Spec
 		fail(cid, err)
 		return
 	}
-	info, err := m.rt.Inspect(ctx, cid)
+	// The container runs now: a KILL that cancels ctx from here on must not
+	// cost the inspect that gives its stop signal and address.
+	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	info, err := m.rt.Inspect(ictx, cid)
+	cancel()
 	if err != nil {
 		// The container runs; only its address is unknown.
 		m.log.WithField("task_id", id).WithField("container_id", cid).WithError(err).Warn("inspect after start failed")
@@ -476,9 +480,15 @@ func (m *Manager) onLaunchStep(msg launchMsg) {
 			m.scheduleRemove(t, 0)
 			return
 		}
-		if t.killing {
+		switch {
+		case t.killing && t.killCause == causeMaxCompletion:
+			// The framework did not ask for this kill: the task ran out
+			// of time before its container started.
+			m.terminate(t, mesos.TASK_FAILED, mesos.REASON_MAX_COMPLETION_TIME_REACHED,
+				fmt.Sprintf("max_completion_time of %s reached before the container started", t.cfg.maxCompletion))
+		case t.killing:
 			m.terminate(t, mesos.TASK_KILLED, mesos.REASON_TASK_KILLED_DURING_LAUNCH, "killed before the container started")
-		} else {
+		default:
 			t.log.WithError(msg.err).Warn("container launch failed")
 			m.terminate(t, mesos.TASK_FAILED, mesos.REASON_CONTAINER_LAUNCH_FAILED, msg.err.Error())
 		}
@@ -502,11 +512,14 @@ func (m *Manager) onLaunchStep(msg launchMsg) {
 		}
 		m.followLogs(t)
 		t.phase = phaseRunning
-		m.setState(t, mesos.TASK_RUNNING, 0, "")
-		t.log.WithField("ip", t.ip).Info("task running")
 		if t.killing {
+			// A kill started while the container was starting: a
+			// RUNNING now would tell the framework the task came back
+			// after TASK_KILLING.
 			m.signal(t)
 		} else {
+			m.setState(t, mesos.TASK_RUNNING, 0, "")
+			t.log.WithField("ip", t.ip).Info("task running")
 			m.startChecks(t)
 		}
 		if e := t.pendingExit; e != nil {
@@ -1047,7 +1060,9 @@ func (m *Manager) stopAllTimers() {
 		if t.cancelLaunch != nil {
 			t.cancelLaunch()
 		}
-		if t.cancelLogs != nil && t.phase == phaseTerminal {
+		if t.cancelLogs != nil {
+			// Run waits for the log followers; a live container's stream
+			// would otherwise hold it until the container exits.
 			t.cancelLogs()
 		}
 	}
