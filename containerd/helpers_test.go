@@ -162,7 +162,7 @@ func logs(t *testing.T, c *containerd.Client, id string) (stdout, stderr *syncBu
 	stdout, stderr = &syncBuffer{}, &syncBuffer{}
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	done := make(chan error, 1)
-	go func() { done <- c.Logs(ctx, id, stdout, stderr) }()
+	go func() { done <- c.Logs(ctx, id, time.Time{}, stdout, stderr) }()
 	var once sync.Once
 	var err error
 	wait = func() error {

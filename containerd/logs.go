@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/stdcopy"
@@ -17,13 +18,19 @@ import (
 // Call it after Start: Docker follows only a running container, so on a
 // container that has not started yet it returns at once with no output. On a
 // container that has already exited it returns what the container wrote.
-// There is no timeout: the stream lives as long as the container.
-func (c *Client) Logs(ctx context.Context, id string, stdout, stderr io.Writer) error {
-	rc, err := c.stream.ContainerLogs(ctx, id, container.LogsOptions{
+// There is no timeout: the stream lives as long as the container. A non-zero
+// since starts the output at that time, to resume a stream that broke (a
+// daemon restart ends every log stream while containers may keep running).
+func (c *Client) Logs(ctx context.Context, id string, since time.Time, stdout, stderr io.Writer) error {
+	opts := container.LogsOptions{
 		ShowStdout: true,
 		ShowStderr: true,
 		Follow:     true,
-	})
+	}
+	if !since.IsZero() {
+		opts.Since = fmt.Sprintf("%d.%09d", since.Unix(), since.Nanosecond())
+	}
+	rc, err := c.stream.ContainerLogs(ctx, id, opts)
 	if err != nil {
 		return fmt.Errorf("logs of container %s: %w", id, err)
 	}

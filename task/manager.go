@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strconv"
@@ -550,10 +551,43 @@ func (m *Manager) followLogs(t *task) {
 		defer m.wg.Done()
 		defer close(done)
 		defer closeAll(stdout, stderr)
-		if err := m.rt.Logs(ctx, cid, stdout, stderr); err != nil && ctx.Err() == nil {
-			log.WithError(err).Warn("task log stream ended with an error")
-		}
+		m.copyLogs(ctx, cid, stdout, stderr, log)
 	}()
+}
+
+// copyLogs follows a container's output until the container has exited or
+// ctx ends. A stream that breaks while the container still runs (the Docker
+// daemon restarted or hiccuped) is reopened from where it broke, so the
+// sandbox files keep filling.
+func (m *Manager) copyLogs(ctx context.Context, cid string, stdout, stderr io.Writer, log *logrus.Entry) {
+	var since time.Time
+	backoff := 100 * time.Millisecond
+	for {
+		err := m.rt.Logs(ctx, cid, since, stdout, stderr)
+		ended := time.Now()
+		if ctx.Err() != nil {
+			return
+		}
+		ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		info, ierr := m.rt.Inspect(ictx, cid)
+		cancel()
+		if ierr == nil && !info.Running {
+			return // the normal end: the container exited
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		log.WithError(errors.Join(err, ierr)).WithField("retry_in", backoff).Warn("task log stream broke while the container runs; reopening")
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+		if since.IsZero() || ierr == nil {
+			since = ended
+		}
+	}
 }
 
 func closeAll(fs ...*sandbox.RotatingFile) {

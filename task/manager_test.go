@@ -146,7 +146,7 @@ func (f *fakeRuntime) Remove(ctx context.Context, id string) error {
 // Logs writes one line to each stream, then follows until the container
 // exits (when it writes a last line to stdout), ctx ends or the test stops
 // the fake.
-func (f *fakeRuntime) Logs(ctx context.Context, id string, stdout, stderr io.Writer) error {
+func (f *fakeRuntime) Logs(ctx context.Context, id string, _ time.Time, stdout, stderr io.Writer) error {
 	if err := f.call(ctx, "Logs "+id); err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package task
 import (
 	"context"
 	"io"
+	"time"
 
 	"github.com/mdx-executor/mdx/containerd"
 )
@@ -26,7 +27,8 @@ type Runtime interface {
 	// Remove removes the container and its anonymous volumes, by id. A
 	// container that is already gone is not an error.
 	Remove(ctx context.Context, id string) error
-	// Logs follows the container's stdout and stderr from its start until it
-	// exits (or ctx ends), writing each to its writer as it arrives.
-	Logs(ctx context.Context, id string, stdout, stderr io.Writer) error
+	// Logs follows the container's stdout and stderr from its start (or
+	// from since, when not zero) until it exits or ctx ends, writing each
+	// to its writer as it arrives.
+	Logs(ctx context.Context, id string, since time.Time, stdout, stderr io.Writer) error
 }
