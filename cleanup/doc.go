@@ -1,6 +1,24 @@
-// Package cleanup removes what the executor owns once it is no longer needed:
-// containers of an earlier instance of the same executor (killed with
-// SIGKILL and relaunched), and, later, finished containers, sandboxes and
-// images. It only ever touches containers that carry the executor's
-// ownership labels, always by id, never with a blanket prune.
+// Package cleanup removes what the executor owns once it is no longer
+// needed, and nothing else. It replaces the cron jobs operators used to run
+// on Docker hosts (`docker rm -v $(docker ps -aq)`, unmounting whatever df
+// showed, daily daemon restarts, `docker rmi` of dangling images), which
+// removed other tenants' containers mid-launch and lost their exit codes.
+//
+//   - RemovePreviousInstances, at start: containers of an earlier instance
+//     of the same executor, killed and relaunched.
+//   - Remover: a bounded queue of container removals. The task manager
+//     enqueues a container after it has reported the task's exit; the
+//     queue removes it after the remove delay, by id, with its anonymous
+//     volumes, and only if it carries this executor's ownership labels.
+//     Busy filesystems are retried with jittered backoff and the processes
+//     that hold the container's mounts in other mount namespaces are named
+//     (FindHolders); an unreachable daemon pauses the queue.
+//   - Sweeper: periodically queues what the queue lost, removes old task
+//     sandboxes, and reports (optionally removes) containers of dead
+//     executors (Liveness).
+//   - ImageCollector (opt-in): images this executor's tasks stopped using.
+//   - CheckStorage: storage driver settings that make removals fail.
+//
+// Nothing here ever prunes, force-removes an image, or unmounts anything in
+// another mount namespace.
 package cleanup

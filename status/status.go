@@ -39,9 +39,58 @@ type State struct {
 	// Cgroups is the executor's parent cgroup, when it manages one.
 	Cgroups string `json:"cgroups,omitempty"`
 
+	// Cleanup reports the container removal queue, the periodic sweep and
+	// image collection (nil when the executor runs no cleanup).
+	Cleanup *CleanupState `json:"cleanup,omitempty"`
+
 	// Tasks is never null in the JSON: an executor without tasks reports [].
 	// GET /state leaves out each task's History.
 	Tasks []Task `json:"tasks"`
+}
+
+// CleanupState is the storage cleanup's view: what waits for removal, what
+// is stuck and who holds it, and orphans of dead executors on the host.
+type CleanupState struct {
+	QueueDepth         int            `json:"queue_depth"`
+	Paused             bool           `json:"paused"` // the Docker daemon is unreachable
+	Retries            uint64         `json:"retries"`
+	Removed            uint64         `json:"removed"`
+	OldestStuckSeconds float64        `json:"oldest_stuck_seconds"`
+	Stuck              []StuckRemoval `json:"stuck,omitempty"`
+	LastSweep          *time.Time     `json:"last_sweep,omitempty"`
+	SandboxesRemoved   uint64         `json:"sandboxes_removed"`
+	Orphans            []Orphan       `json:"orphans,omitempty"`
+	ImagesTracked      int            `json:"images_tracked"`
+	ImagesRemoved      uint64         `json:"images_removed"`
+}
+
+// StuckRemoval is a container whose removal keeps failing.
+type StuckRemoval struct {
+	ContainerID    string   `json:"container_id"`
+	TaskID         string   `json:"task_id"`
+	Attempts       int      `json:"attempts"`
+	FailingSeconds float64  `json:"failing_seconds"`
+	LastError      string   `json:"last_error"`
+	Holders        []Holder `json:"holders,omitempty"`
+}
+
+// Holder is a process that holds a container's mounts in another mount
+// namespace.
+type Holder struct {
+	PID        int    `json:"pid"`
+	Command    string `json:"command"`
+	MountNS    string `json:"mount_ns"`
+	Mountpoint string `json:"mountpoint,omitempty"`
+}
+
+// Orphan is a container of this project whose executor is dead.
+type Orphan struct {
+	ContainerID string `json:"container_id"`
+	TaskID      string `json:"task_id"`
+	FrameworkID string `json:"framework_id"`
+	ExecutorID  string `json:"executor_id"`
+	State       string `json:"state"`
+	Reason      string `json:"reason"`
 }
 
 // PendingUpdate is one status update the agent has not acknowledged yet.

@@ -51,6 +51,17 @@ type Config struct {
 	// Health runs the tasks' health checks and generic checks; nil runs
 	// none (tasks that ask for one still launch).
 	Health HealthChecker
+	// Remover removes finished tasks' containers; nil keeps them (tests).
+	Remover Remover
+	// ImageUsed, when set, is told the image of every task launched (for
+	// image collection).
+	ImageUsed func(ref string)
+}
+
+// Remover removes a container once notBefore has passed; *cleanup.Remover
+// implements it with retries, ownership checks and leaked-mount reports.
+type Remover interface {
+	Enqueue(containerID, taskID string, notBefore time.Time)
 }
 
 // HealthChecker runs health checks and generic checks; *health.Supervisor
@@ -116,8 +127,7 @@ type task struct {
 	killTimer    *time.Timer
 	timerGen     int
 	maxTimer     *time.Timer
-	removeTries  int
-	removed      bool
+	removeQueued bool
 }
 
 // Manager owns every task. Create it with New and start its loop with Run.
@@ -200,10 +210,6 @@ type (
 		kind   string // "escalate", "retry", "max", "remove"
 		gen    int
 	}
-	removedMsg struct {
-		taskID string
-		err    error
-	}
 	idleMsg         struct{ gen int }
 	shutdownTimeout struct{}
 	healthMsg       struct {
@@ -282,8 +288,6 @@ func (m *Manager) handle(ctx context.Context, msg any) (bool, error) {
 		m.onExit(msg.exit, true)
 	case timerMsg:
 		m.onTimer(msg)
-	case removedMsg:
-		m.onRemoved(msg)
 	case healthMsg:
 		m.onHealth(msg)
 	case checkMsg:
@@ -393,6 +397,9 @@ func (m *Manager) launch(ctx context.Context, info *mesos.TaskInfo) {
 	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	t.cancelLaunch = cancel
 	spec := t.cfg.spec
+	if m.cfg.ImageUsed != nil {
+		m.cfg.ImageUsed(spec.Image)
+	}
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
@@ -478,7 +485,7 @@ func (m *Manager) onLaunchStep(msg launchMsg) {
 	case "failed":
 		t.cancelLaunch = nil
 		if t.phase == phaseTerminal {
-			m.scheduleRemove(t, 0)
+			m.queueRemoval(t, 0)
 			return
 		}
 		switch {
@@ -494,7 +501,7 @@ func (m *Manager) onLaunchStep(msg launchMsg) {
 			m.terminate(t, mesos.TASK_FAILED, mesos.REASON_CONTAINER_LAUNCH_FAILED, msg.err.Error())
 		}
 		if t.containerID != "" {
-			m.scheduleRemove(t, 0)
+			m.queueRemoval(t, 0)
 		}
 	case "started":
 		t.cancelLaunch = nil
@@ -508,7 +515,7 @@ func (m *Manager) onLaunchStep(msg launchMsg) {
 		if t.phase == phaseTerminal {
 			// Terminal already (the shutdown deadline passed): make
 			// sure the container does not live on.
-			m.scheduleRemove(t, 0)
+			m.queueRemoval(t, 0)
 			return
 		}
 		m.followLogs(t)
@@ -793,8 +800,6 @@ func (m *Manager) onTimer(msg timerMsg) {
 		}
 		m.sendSignal(t, "SIGKILL")
 		m.armKillTimer(t, m.cfg.KillRetry, "retry")
-	case "remove":
-		m.remove(t)
 	}
 }
 
@@ -828,8 +833,12 @@ func (m *Manager) terminate(t *task, state mesos.TaskState, reason mesos.TaskSta
 	if t.cancelLogs != nil {
 		t.cancelLogs()
 	}
-	if t.containerID != "" && !m.shuttingDown {
-		m.scheduleRemove(t, m.cfg.RemoveDelay)
+	if t.containerID != "" {
+		// Exit first, remove later: the terminal update is queued
+		// above, and the container (its logs, its exit state) stays for
+		// RemoveDelay for an operator to look at. At shutdown the
+		// executor drains the queue without waiting.
+		m.queueRemoval(t, m.cfg.RemoveDelay)
 	}
 	m.armIdle()
 }
@@ -965,82 +974,25 @@ func (m *Manager) onShutdownTimeout() {
 	}
 }
 
-func (m *Manager) scheduleRemove(t *task, d time.Duration) {
-	if t.containerID == "" || t.removed {
+// queueRemoval hands the task's container to the Remover, once.
+func (m *Manager) queueRemoval(t *task, after time.Duration) {
+	if t.containerID == "" || t.removeQueued || m.cfg.Remover == nil {
 		return
 	}
-	if d <= 0 {
-		m.remove(t)
-		return
-	}
-	m.after(d, timerMsg{taskID: t.id, kind: "remove"})
+	t.removeQueued = true
+	m.cfg.Remover.Enqueue(t.containerID, t.id, time.Now().Add(after))
 }
 
-func (m *Manager) remove(t *task) {
-	if t.removed || t.containerID == "" {
-		return
-	}
-	cid := t.containerID
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		m.post(removedMsg{taskID: t.id, err: m.rt.Remove(ctx, cid)})
-	}()
-}
-
-func (m *Manager) onRemoved(msg removedMsg) {
-	t := m.tasks[msg.taskID]
-	if t == nil {
-		return
-	}
-	if msg.err == nil {
-		t.removed = true
-		t.log.Debug("container removed")
-		if t.phase == phaseTerminal {
-			// Keep the task's record for the status socket but forget
-			// the container id mapping.
-			delete(m.byContainer, t.containerID)
+// FinishedTasks returns when each finished task ended, for the sandbox
+// retention sweep. It reads the snapshot, so any goroutine may call it.
+func (m *Manager) FinishedTasks() map[string]time.Time {
+	out := map[string]time.Time{}
+	for _, v := range m.Snapshot() {
+		if v.FinishedAt != nil {
+			out[v.TaskID] = *v.FinishedAt
 		}
-		return
 	}
-	t.removeTries++
-	t.log.WithError(msg.err).WithField("attempt", t.removeTries).Warn("container removal failed; will retry")
-	if t.removeTries < 10 {
-		m.after(time.Duration(t.removeTries)*5*time.Second, timerMsg{taskID: t.id, kind: "remove"})
-	}
-}
-
-// RemoveAll removes every container the manager created and has not removed,
-// in parallel. Call it only after Run has returned.
-func (m *Manager) RemoveAll(ctx context.Context) error {
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
-		sem  = make(chan struct{}, 8)
-	)
-	for _, t := range m.tasks {
-		if t.containerID == "" || t.removed {
-			continue
-		}
-		wg.Add(1)
-		go func(t *task) {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			if err := m.rt.Remove(ctx, t.containerID); err != nil {
-				mu.Lock()
-				errs = append(errs, fmt.Errorf("task %s: %w", t.id, err))
-				mu.Unlock()
-				return
-			}
-			t.removed = true
-		}(t)
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return out
 }
 
 func (m *Manager) allTerminal() bool {

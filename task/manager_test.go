@@ -229,19 +229,27 @@ func (f *fakeRuntime) signals(id string) []string {
 	return out
 }
 
-// removed returns the ids passed to Remove, sorted.
-func (f *fakeRuntime) removed() []string {
+// fakeRemover records the containers queued for removal.
+type fakeRemover struct {
+	mu  sync.Mutex
+	ids []string
+}
+
+func (f *fakeRemover) Enqueue(containerID, _ string, _ time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []string
-	for _, c := range f.calls {
-		if id, ok := strings.CutPrefix(c, "Remove "); ok {
-			out = append(out, id)
-		}
-	}
+	f.ids = append(f.ids, containerID)
+}
+
+// queued returns the queued ids, sorted.
+func (f *fakeRemover) queued() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := slices.Clone(f.ids)
 	sort.Strings(out)
 	return out
 }
+
 
 func (f *fakeRuntime) spec(id string) (containerd.Spec, bool) {
 	f.mu.Lock()
@@ -337,6 +345,7 @@ type harness struct {
 	m      *Manager
 	rt     *fakeRuntime
 	pub    *fakePublisher
+	rm     *fakeRemover
 	cancel context.CancelFunc
 	done   chan struct{} // closed when Run has returned
 	err    error         // Run's result, set before done is closed
@@ -361,7 +370,10 @@ func newHarness(t *testing.T, cfg Config) *harness {
 	if cfg.Policy.ExecutorID == "" {
 		cfg.Policy.ExecutorID = "E0"
 	}
-	h := &harness{t: t, cfg: cfg, rt: newFakeRuntime(), pub: &fakePublisher{}, done: make(chan struct{})}
+	h := &harness{t: t, cfg: cfg, rt: newFakeRuntime(), pub: &fakePublisher{}, rm: &fakeRemover{}, done: make(chan struct{})}
+	if cfg.Remover == nil {
+		cfg.Remover = h.rm
+	}
 	h.m = New(cfg, h.rt, h.pub, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
@@ -744,7 +756,7 @@ func TestLaunchFailure(t *testing.T) {
 		failKey     string
 		err         error
 		wantNoCall  string // a call that must not happen after the failure
-		wantRemoved bool
+		wantQueued bool
 	}{
 		{
 			name:       "pull fails",
@@ -763,7 +775,7 @@ func TestLaunchFailure(t *testing.T) {
 			failKey:     "Start ctr-t1",
 			err:         errors.New("OCI runtime create failed: exec format error"),
 			wantNoCall:  "Logs",
-			wantRemoved: true,
+			wantQueued: true,
 		},
 	}
 	for _, tt := range tests {
@@ -775,8 +787,8 @@ func TestLaunchFailure(t *testing.T) {
 			checkStates(t, "t1", h.pub.states("t1"), mesos.TASK_STARTING, mesos.TASK_FAILED)
 			checkReason(t, st, mesos.REASON_CONTAINER_LAUNCH_FAILED)
 			checkMessage(t, st, tt.err.Error())
-			if tt.wantRemoved {
-				waitFor(t, "the created container to be removed", func() bool { return slices.Contains(h.rt.removed(), "ctr-t1") })
+			if tt.wantQueued {
+				waitFor(t, "the created container to be queued for removal", func() bool { return slices.Contains(h.rm.queued(), "ctr-t1") })
 			}
 			h.sync()
 			if n := h.rt.count(tt.wantNoCall); n != 0 {
@@ -967,7 +979,7 @@ func TestKillDuringLaunch(t *testing.T) {
 			checkStates(t, "t1", h.pub.states("t1"), tt.wantStates...)
 			checkReason(t, st, mesos.REASON_TASK_KILLED_DURING_LAUNCH)
 			if tt.wantCreated {
-				waitFor(t, "the created container to be removed", func() bool { return slices.Contains(h.rt.removed(), "ctr-t1") })
+				waitFor(t, "the created container to be queued for removal", func() bool { return slices.Contains(h.rm.queued(), "ctr-t1") })
 			}
 			h.sync()
 			want := 0
@@ -1174,18 +1186,11 @@ func TestShutdown(t *testing.T) {
 			sts := h.pub.statuses("d")
 			checkReason(t, sts[len(sts)-1], mesos.REASON_TASK_KILLED_DURING_LAUNCH)
 
-			if err := h.m.RemoveAll(context.Background()); err != nil {
-				t.Errorf("RemoveAll() = %v; want nil", err)
-			}
+			// Every container that existed is queued for removal exactly
+			// once; d never got one.
 			want := []string{a, b, c}
-			if got := h.rt.removed(); !slices.Equal(got, want) {
-				t.Errorf("removed containers = %q; want %q", got, want)
-			}
-			if err := h.m.RemoveAll(context.Background()); err != nil {
-				t.Errorf("second RemoveAll() = %v; want nil", err)
-			}
-			if got := h.rt.removed(); !slices.Equal(got, want) {
-				t.Errorf("removed containers after a second RemoveAll = %q; want %q (each once)", got, want)
+			if got := h.rm.queued(); !slices.Equal(got, want) {
+				t.Errorf("containers queued for removal = %q; want %q (each once)", got, want)
 			}
 		})
 	}
@@ -1219,11 +1224,8 @@ func TestShutdownDeadline(t *testing.T) {
 		if sigs := h.rt.signals(cid); len(sigs) < 2 || sigs[0] != "SIGTERM" || sigs[1] != "SIGKILL" {
 			t.Errorf("signals to the container = %q; want SIGTERM, then SIGKILL", sigs)
 		}
-		if err := h.m.RemoveAll(context.Background()); err != nil {
-			t.Errorf("RemoveAll() = %v; want nil", err)
-		}
-		if got := h.rt.removed(); !slices.Equal(got, []string{cid}) {
-			t.Errorf("removed containers = %q; want %q", got, []string{cid})
+		if got := h.rm.queued(); !slices.Equal(got, []string{cid}) {
+			t.Errorf("containers queued for removal = %q; want %q", got, []string{cid})
 		}
 	})
 }

@@ -40,6 +40,14 @@ type Config struct {
 
 	HealthEveryFailure bool
 	HealthMaxProbes    int
+
+	CleanupInterval  time.Duration
+	CreatedGrace     time.Duration
+	SandboxRetention time.Duration
+	RemoveOrphans    bool
+	ImageGC          bool
+	ImageGCUnused    time.Duration
+	ImageGCDangling  bool
 }
 
 // envPrefix: every flag can also come from EXECUTOR_<NAME> (dashes become
@@ -70,6 +78,13 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.DurationVar(&c.DockerTimeout, "docker-timeout", 30*time.Second, "deadline of one short Docker API call")
 	fs.BoolVar(&c.HealthEveryFailure, "health-every-failure", false, "send a TASK_RUNNING update for every failed health probe, as the built-in executors do (default: only changes of health)")
 	fs.IntVar(&c.HealthMaxProbes, "health-max-concurrent", 32, "health and check probes running at once across all tasks")
+	fs.DurationVar(&c.CleanupInterval, "cleanup-interval", 5*time.Minute, "interval of the sweep that re-queues lost removals, removes old task sandboxes and finds orphans")
+	fs.DurationVar(&c.CreatedGrace, "created-grace", 5*time.Minute, "a container created but never started is removed after this")
+	fs.DurationVar(&c.SandboxRetention, "sandbox-retention", 24*time.Hour, "a finished task's sandbox directory (and its logs) is removed after this")
+	fs.BoolVar(&c.RemoveOrphans, "remove-orphans", false, "remove containers of dead executors of this project on the host (default: report them)")
+	fs.BoolVar(&c.ImageGC, "image-gc", false, "remove images this executor launched tasks from once unused for --image-gc-unused")
+	fs.DurationVar(&c.ImageGCUnused, "image-gc-unused", time.Hour, "how long an image must be unused before image collection removes it")
+	fs.BoolVar(&c.ImageGCDangling, "image-gc-dangling", false, "image collection also removes dangling images")
 	fs.StringVar(&wire, "wire-format", wire, "agent API encoding: protobuf or json")
 	fs.DurationVar(&heartbeat, "agent-heartbeat", 30*time.Second, "interval of HEARTBEAT calls that detect a dead agent connection (negative: off)")
 

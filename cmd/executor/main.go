@@ -8,6 +8,7 @@
 //	executor                 run as the executor (what the agent starts)
 //	executor status [...]    show a running executor's state from its socket
 //	executor demo [...]      run example tasks under a built-in local agent
+//	executor cleanup [...]   one-shot host sweep of this project's leftovers (dry run by default)
 //	executor version         print the version
 package main
 
@@ -43,6 +44,12 @@ func realMain(args []string) int {
 		case "demo":
 			if err := runDemo(args[1:]); err != nil {
 				fmt.Fprintln(os.Stderr, "executor demo:", err)
+				return 1
+			}
+			return 0
+		case "cleanup":
+			if err := runCleanupCmd(args[1:], os.Stdout); err != nil {
+				fmt.Fprintln(os.Stderr, "executor cleanup:", err)
 				return 1
 			}
 			return 0

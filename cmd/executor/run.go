@@ -90,6 +90,10 @@ func run(cfg Config) int {
 		log.WithError(err).Warn("docker info failed")
 	}
 	log.WithFields(logrus.Fields{"api_version": dc.APIVersion(), "storage_driver": dinfo.Driver, "server_version": dinfo.ServerVersion}).Info("connected to the Docker Engine")
+	storage := cleanup.CheckStorage(dinfo)
+	for _, w := range storage.Warnings {
+		log.WithField("storage_driver", dinfo.Driver).Warn(w)
+	}
 
 	sup := health.NewSupervisor(health.Options{MaxConcurrent: cfg.HealthMaxProbes, EveryFailure: cfg.HealthEveryFailure}, dc, log.WithField("component", "health"))
 	instance := uuid.NewString()
@@ -104,6 +108,15 @@ func run(cfg Config) int {
 		log.WithField("containers", n).Warn("removed containers left by an earlier instance of this executor")
 	}
 	cancelSweep()
+	remover := cleanup.NewRemover(cleanup.RemoverConfig{
+		FrameworkID:   cfg.Agent.FrameworkID,
+		ExecutorID:    cfg.Agent.ExecutorID,
+		DockerRootDir: dinfo.DockerRootDir,
+	}, dc, log.WithField("component", "cleanup"))
+	var images *cleanup.ImageCollector
+	if cfg.ImageGC {
+		images = cleanup.NewImageCollector(cleanup.ImageConfig{UnusedFor: cfg.ImageGCUnused, Dangling: cfg.ImageGCDangling}, dc, log.WithField("component", "image_gc"))
+	}
 	link := agent.New(cfg.Agent, log.WithField("component", "agent"))
 	mgr := task.New(task.Config{
 		Policy: task.Policy{
@@ -126,13 +139,37 @@ func run(cfg Config) int {
 		LogMaxBytes:     cfg.TaskLogMaxBytes,
 		LogKeep:         cfg.TaskLogMaxFiles,
 		Health:          sup,
+		Remover:         remover,
+		ImageUsed: func(ref string) {
+			if images != nil {
+				images.Used(ref)
+			}
+		},
 	}, dc, link, log.WithField("component", "tasks"))
+	sweeper := cleanup.NewSweeper(cleanup.SweeperConfig{
+		FrameworkID:      cfg.Agent.FrameworkID,
+		ExecutorID:       cfg.Agent.ExecutorID,
+		Instance:         instance,
+		Interval:         cfg.CleanupInterval,
+		CreatedGrace:     cfg.CreatedGrace,
+		RemoveDelay:      cfg.RemoveDelay,
+		SandboxRoot:      cfg.Agent.Sandbox,
+		SandboxRetention: cfg.SandboxRetention,
+		Tasks:            mgr,
+		RemoveOrphans:    cfg.RemoveOrphans,
+	}, dc, remover, log.WithField("component", "cleanup"))
 
 	m.register(reg, mgr, link, dc)
 	reg.MustRegister(sup.Collectors()...)
+	reg.MustRegister(remover.Collectors()...)
+	reg.MustRegister(sweeper.Collectors()...)
+	if images != nil {
+		reg.MustRegister(images.Collectors()...)
+	}
 	link.OnAck = m.observeAck
 
-	src := &stateSource{cfg: cfg, instance: instance, started: time.Now(), mgr: mgr, link: link, docker: dinfo, dockerAPI: dc.APIVersion(), cgroups: cg}
+	src := &stateSource{cfg: cfg, instance: instance, started: time.Now(), mgr: mgr, link: link, docker: dinfo,
+		dockerAPI: dc.APIVersion(), cgroups: cg, storage: storage, remover: remover, sweeper: sweeper, images: images}
 	var bg sync.WaitGroup
 	bgCtx, stopBG := context.WithCancel(root)
 	defer func() { stopBG(); bg.Wait() }()
@@ -153,11 +190,17 @@ func run(cfg Config) int {
 		log.WithField("socket", cfg.StatusSocket).Info("status socket listening")
 	}
 
-	bg.Add(1)
-	go func() {
-		defer bg.Done()
-		_ = sup.Run(bgCtx)
-	}()
+	runners := []interface{ Run(context.Context) error }{sup, remover, sweeper}
+	if images != nil {
+		runners = append(runners, images)
+	}
+	for _, r := range runners {
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			_ = r.Run(bgCtx)
+		}()
+	}
 
 	// Container exits: one events stream for this executor's containers.
 	exits := make(chan containerd.Exit, 256)
@@ -238,8 +281,10 @@ loop:
 		log.WithError(err).Warn("exiting with unacknowledged status updates")
 	}
 	cancel()
+	// Remove every container now, not after the remove delay: the
+	// executor is going away and nothing else would remove them.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(root), 30*time.Second)
-	if err := mgr.RemoveAll(rctx); err != nil {
+	if err := remover.Drain(rctx); err != nil {
 		log.WithError(err).Error("some task containers could not be removed")
 	}
 	cancel()

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/mdx-executor/mdx/agent"
+	"github.com/mdx-executor/mdx/cleanup"
 	"github.com/mdx-executor/mdx/containerd"
 	"github.com/mdx-executor/mdx/isolation"
 	"github.com/mdx-executor/mdx/status"
@@ -22,6 +23,10 @@ type stateSource struct {
 	docker    containerd.DaemonInfo
 	dockerAPI string
 	cgroups   isolation.Info
+	storage   cleanup.StorageReport
+	remover   *cleanup.Remover
+	sweeper   *cleanup.Sweeper
+	images    *cleanup.ImageCollector
 }
 
 func (s *stateSource) State() status.State {
@@ -39,6 +44,7 @@ func (s *stateSource) State() status.State {
 			APIVersion:    s.dockerAPI,
 			StorageDriver: s.docker.Driver,
 			CgroupVersion: s.docker.CgroupVersion,
+			Warnings:      s.storage.Warnings,
 		},
 		Cgroups: s.cgroups.String(),
 	}
@@ -47,12 +53,44 @@ func (s *stateSource) State() status.State {
 			TaskID: u.TaskID, State: u.State.String(), UUID: u.UUID, AgeSeconds: u.Age.Seconds(),
 		})
 	}
+	st.Cleanup = s.cleanupState()
 	views := s.mgr.Snapshot()
 	st.Tasks = make([]status.Task, 0, len(views))
 	for _, v := range views {
 		st.Tasks = append(st.Tasks, taskView(v))
 	}
 	return st
+}
+
+func (s *stateSource) cleanupState() *status.CleanupState {
+	rs := s.remover.Stats()
+	c := &status.CleanupState{
+		QueueDepth: rs.Depth, Paused: rs.Paused, Retries: rs.Retries, Removed: rs.Removed,
+		OldestStuckSeconds: rs.OldestStuck.Seconds(),
+	}
+	for _, x := range rs.Stuck {
+		sr := status.StuckRemoval{ContainerID: x.ContainerID, TaskID: x.TaskID, Attempts: x.Attempts,
+			FailingSeconds: x.FailingFor.Seconds(), LastError: x.LastError}
+		for _, h := range x.Holders {
+			sr.Holders = append(sr.Holders, status.Holder{PID: h.PID, Command: h.Command, MountNS: h.MountNS, Mountpoint: h.Mountpoint})
+		}
+		c.Stuck = append(c.Stuck, sr)
+	}
+	ss := s.sweeper.Stats()
+	if !ss.LastSweep.IsZero() {
+		t := ss.LastSweep
+		c.LastSweep = &t
+	}
+	c.SandboxesRemoved = ss.SandboxesRemoved
+	for _, o := range ss.Orphans {
+		c.Orphans = append(c.Orphans, status.Orphan{ContainerID: o.ContainerID, TaskID: o.TaskID,
+			FrameworkID: o.FrameworkID, ExecutorID: o.ExecutorID, State: o.State, Reason: o.Reason})
+	}
+	if s.images != nil {
+		is := s.images.Stats()
+		c.ImagesTracked, c.ImagesRemoved = is.Tracked, is.Removed
+	}
+	return c
 }
 
 func taskView(v task.View) status.Task {
