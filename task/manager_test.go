@@ -128,10 +128,16 @@ func (f *fakeRuntime) Inspect(ctx context.Context, id string) (containerd.Info, 
 	if err := f.call(ctx, "Inspect "+id); err != nil {
 		return containerd.Info{}, err
 	}
+	exited := f.exitedCh(id)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	info := f.info
 	info.ID, info.Running = id, true
+	select {
+	case <-exited:
+		info.Running = false // as Docker reports an exited container
+	default:
+	}
 	return info, nil
 }
 
