@@ -150,7 +150,17 @@ type exitWatch struct {
 	// cursor is the time of the last event seen, or of the start of the
 	// watch; a reopened stream replays from it.
 	cursor time.Time
+	// ooms remembers containers that had an "oom" event, and when. Docker
+	// sets State.OOMKilled unreliably when many containers hit their limit
+	// at once, and its oom event may come before or after the die.
+	ooms map[string]time.Time
+	// died remembers recent dies, so that a late oom event can correct the
+	// exit already reported.
+	died map[string]Exit
 }
+
+// oomMemory bounds how long oom and die events are remembered.
+const oomMemory = 5 * time.Minute
 
 // session opens one events stream, reconciles, and reports exits until the
 // stream fails or ctx ends. It returns why the stream ended.
@@ -239,10 +249,18 @@ func (w *exitWatch) handle(ctx context.Context, m events.Message) error {
 	log := w.log.WithField("container_id", m.Actor.ID)
 	switch m.Action {
 	case events.ActionOOM:
-		// Not an exit: the OOM killer may have hit a child while PID 1
-		// lives on. If PID 1 dies, a die follows and its inspect carries
-		// State.OOMKilled.
+		// Not an exit by itself: the OOM killer may have hit a child while
+		// PID 1 lives on. Remember it for the die; if the die was already
+		// reported, report it again with the OOM flag (consumers are
+		// idempotent and upgrade an exit they are still handling).
 		log.Info("container hit its memory limit")
+		w.forget()
+		w.ooms[m.Actor.ID] = time.Now()
+		if e, ok := w.died[m.Actor.ID]; ok && !e.OOMKilled {
+			e.OOMKilled = true
+			w.died[m.Actor.ID] = e
+			return w.send(ctx, e)
+		}
 		return nil
 	case events.ActionDie:
 	default:
@@ -266,7 +284,30 @@ func (w *exitWatch) handle(ctx context.Context, m events.Message) error {
 		}
 		exit = exitFromEvent(m)
 	}
+	w.forget()
+	if _, ok := w.ooms[exit.ContainerID]; ok {
+		exit.OOMKilled = true
+	}
+	w.died[exit.ContainerID] = exit
 	return w.send(ctx, exit)
+}
+
+// forget drops oom and die records older than oomMemory.
+func (w *exitWatch) forget() {
+	if w.ooms == nil {
+		w.ooms, w.died = map[string]time.Time{}, map[string]Exit{}
+	}
+	cut := time.Now().Add(-oomMemory)
+	for id, t := range w.ooms {
+		if t.Before(cut) {
+			delete(w.ooms, id)
+		}
+	}
+	for id, e := range w.died {
+		if e.FinishedAt.Before(cut) {
+			delete(w.died, id)
+		}
+	}
 }
 
 func (w *exitWatch) send(ctx context.Context, exit Exit) error {

@@ -78,6 +78,10 @@ type HealthChecker interface {
 // built-in executors use the same 2 s).
 const shutdownMargin = 2 * time.Second
 
+// oomGrace is how long an unexplained SIGKILL exit waits for a late OOM
+// report before it is reported as a plain failure.
+const oomGrace = 500 * time.Millisecond
+
 // ErrIdle is returned by Run when the executor has had no task for the idle
 // timeout and every update is acknowledged.
 var ErrIdle = errors.New("idle timeout")
@@ -120,6 +124,8 @@ type task struct {
 	logsDone     chan struct{}
 	pendingExit  *containerd.Exit // an exit seen before the start was confirmed
 	exiting      bool             // waiting for the log stream to drain
+	oomKilled    bool             // an exit report said OOM (it may come late)
+	oomWaited    bool             // waited once for a late OOM report
 
 	killing      bool
 	killCause    killCause
@@ -448,26 +454,49 @@ func (m *Manager) runLaunch(ctx context.Context, id string, spec containerd.Spec
 		fail("", err)
 		return
 	}
-	cid, err := m.rt.Create(ctx, spec)
+	// Create and Start are never abandoned half-way: a cancelled request
+	// does not stop Docker from creating the container, and the executor
+	// would never learn its id. A KILL is noticed between the calls
+	// instead. The adapter bounds each call with its own timeout.
+	dctx := context.WithoutCancel(ctx)
+	cid, err := m.rt.Create(dctx, spec)
 	if err != nil {
+		if !containerd.IsConflict(err) {
+			// A timed-out create may still have happened; the name is
+			// this task's own, so remove by name. (A conflict means the
+			// name belongs to another container: leave it alone.)
+			m.removeByName(spec.Name)
+		}
 		fail("", err)
 		return
 	}
 	m.post(launchMsg{taskID: id, containerID: cid, stage: "created"})
-	if err := m.rt.Start(ctx, cid); err != nil {
+	if ctx.Err() != nil {
+		fail(cid, fmt.Errorf("launch cancelled before start: %w", ctx.Err()))
+		return
+	}
+	if err := m.rt.Start(dctx, cid); err != nil {
 		fail(cid, err)
 		return
 	}
-	// The container runs now: a KILL that cancels ctx from here on must not
-	// cost the inspect that gives its stop signal and address.
-	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	info, err := m.rt.Inspect(ictx, cid)
-	cancel()
+	// The container runs now: a KILL from here on must not cost the
+	// inspect that gives its stop signal and address.
+	info, err := m.rt.Inspect(dctx, cid)
 	if err != nil {
 		// The container runs; only its address is unknown.
 		m.log.WithField("task_id", id).WithField("container_id", cid).WithError(err).Warn("inspect after start failed")
 	}
 	m.post(launchMsg{taskID: id, containerID: cid, stage: "started", info: info})
+}
+
+// removeByName removes a container the executor may have created without
+// learning its id.
+func (m *Manager) removeByName(name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := m.rt.Remove(ctx, name); err != nil {
+		m.log.WithField("container_name", name).WithError(err).Warn("could not remove a container whose create failed")
+	}
 }
 
 func (m *Manager) onLaunchStep(msg launchMsg) {
@@ -610,13 +639,16 @@ func (m *Manager) onExit(e containerd.Exit, drained bool) {
 	if t == nil || t.phase == phaseTerminal {
 		return // not ours, or a repeated report
 	}
+	if e.OOMKilled {
+		t.oomKilled = true
+	}
 	if !t.started {
 		t.pendingExit = &e
 		return
 	}
 	if !drained {
 		if t.exiting {
-			return
+			return // a repeated report; an OOM flag on it is kept above
 		}
 		t.exiting = true
 		// Report the exit after the log stream has drained (bounded), so
@@ -635,6 +667,15 @@ func (m *Manager) onExit(e containerd.Exit, drained bool) {
 			}
 			m.post(drainedMsg{e})
 		}()
+		return
+	}
+	e.OOMKilled = e.OOMKilled || t.oomKilled
+	if e.ExitCode == 137 && !e.OOMKilled && !t.killing && !t.oomWaited {
+		// Killed by SIGKILL and not by this executor: most likely the
+		// OOM killer, whose report from Docker can trail the exit. Give
+		// it a moment before calling it a plain failure.
+		t.oomWaited = true
+		m.after(oomGrace, drainedMsg{e})
 		return
 	}
 	code := e.ExitCode

@@ -256,7 +256,6 @@ func (f *fakeRemover) queued() []string {
 	return out
 }
 
-
 func (f *fakeRuntime) spec(id string) (containerd.Spec, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -758,10 +757,10 @@ func TestInvalidTaskFailsWithoutAContainer(t *testing.T) {
 
 func TestLaunchFailure(t *testing.T) {
 	tests := []struct {
-		name        string
-		failKey     string
-		err         error
-		wantNoCall  string // a call that must not happen after the failure
+		name       string
+		failKey    string
+		err        error
+		wantNoCall string // a call that must not happen after the failure
 		wantQueued bool
 	}{
 		{
@@ -777,10 +776,10 @@ func TestLaunchFailure(t *testing.T) {
 			wantNoCall: "Start",
 		},
 		{
-			name:        "start fails",
-			failKey:     "Start ctr-t1",
-			err:         errors.New("OCI runtime create failed: exec format error"),
-			wantNoCall:  "Logs",
+			name:       "start fails",
+			failKey:    "Start ctr-t1",
+			err:        errors.New("OCI runtime create failed: exec format error"),
+			wantNoCall: "Logs",
 			wantQueued: true,
 		},
 	}
@@ -951,7 +950,11 @@ func TestKillDuringLaunch(t *testing.T) {
 		killingCap  bool
 		holdKey     string
 		wantCreated bool // Create and Start were called before the KILL
-		wantStates  []mesos.TaskState
+		// ran: Start was in flight; it completes (a cancelled start
+		// request may start the container anyway), then the container is
+		// signalled and its exit ends the task.
+		ran        bool
+		wantStates []mesos.TaskState
 	}{
 		{
 			name:       "while pulling",
@@ -968,6 +971,7 @@ func TestKillDuringLaunch(t *testing.T) {
 			name:        "while starting",
 			holdKey:     "Start ctr-t1",
 			wantCreated: true,
+			ran:         true,
 			wantStates:  []mesos.TaskState{mesos.TASK_STARTING, mesos.TASK_KILLED},
 		},
 	}
@@ -981,9 +985,17 @@ func TestKillDuringLaunch(t *testing.T) {
 			waitFor(t, tt.holdKey+" to be called", func() bool { return h.rt.count(tt.holdKey) > 0 })
 
 			h.m.HandleEvent(killEvent("t1"))
+			if tt.ran {
+				h.sync()
+				release()
+				h.waitSignal("ctr-t1", "SIGTERM")
+				h.exit("ctr-t1", 143)
+			}
 			st := h.waitTerminal("t1")
 			checkStates(t, "t1", h.pub.states("t1"), tt.wantStates...)
-			checkReason(t, st, mesos.REASON_TASK_KILLED_DURING_LAUNCH)
+			if !tt.ran {
+				checkReason(t, st, mesos.REASON_TASK_KILLED_DURING_LAUNCH)
+			}
 			if tt.wantCreated {
 				waitFor(t, "the created container to be queued for removal", func() bool { return slices.Contains(h.rm.queued(), "ctr-t1") })
 			}
@@ -995,7 +1007,7 @@ func TestKillDuringLaunch(t *testing.T) {
 			if c, s := h.rt.count("Create"), h.rt.count("Start"); c != want || s != want {
 				t.Errorf("runtime got %d Create and %d Start calls; want %d of each: the launch stops where the KILL found it", c, s, want)
 			}
-			if n := h.rt.count("Logs"); n != 0 {
+			if n := h.rt.count("Logs"); n != 0 && !tt.ran {
 				t.Errorf("runtime got %d Logs calls; want none for a container that never ran", n)
 			}
 		})
@@ -1621,4 +1633,54 @@ func TestSnapshot(t *testing.T) {
 	if v, _ := h.view("c"); v.IP != "10.0.0.9" || v.Image != testImage {
 		t.Errorf("Snapshot() c IP, image = %q, %q; want %q, %q", v.IP, v.Image, "10.0.0.9", testImage)
 	}
+}
+
+// TestKillWhileCreating covers a KILL that arrives while Docker creates the
+// container: the create completes (Docker would create it even for an
+// abandoned request), the container is never started, and it is queued for
+// removal so it cannot leak.
+func TestKillWhileCreating(t *testing.T) {
+	h := newHarness(t, Config{})
+	release := h.rt.hold("Create t1")
+	t.Cleanup(release)
+	h.launch(managerTask("t1"))
+	waitFor(t, "Create to be called", func() bool { return h.rt.count("Create t1") > 0 })
+
+	h.m.HandleEvent(killEvent("t1"))
+	h.sync()
+	release()
+	st := h.waitTerminal("t1")
+	checkStates(t, "t1", h.pub.states("t1"), mesos.TASK_STARTING, mesos.TASK_KILLED)
+	checkReason(t, st, mesos.REASON_TASK_KILLED_DURING_LAUNCH)
+	waitFor(t, "the created container to be queued for removal", func() bool { return slices.Contains(h.rm.queued(), "ctr-t1") })
+	if n := h.rt.count("Start"); n != 0 {
+		t.Errorf("runtime got %d Start calls; want none after the KILL", n)
+	}
+}
+
+// TestLateOOMReport covers Docker reporting a container's OOM kill only
+// after its exit (the oom event trails the die): a SIGKILL exit that the
+// executor did not cause waits briefly and still ends as a memory limitation.
+func TestLateOOMReport(t *testing.T) {
+	h := newHarness(t, Config{})
+	cid := h.running(managerTask("t1"))
+	h.exit(cid, 137)
+	h.m.HandleExit(containerd.Exit{ContainerID: cid, ExitCode: 137, OOMKilled: true})
+	st := h.waitTerminal("t1")
+	checkStates(t, "t1", h.pub.states("t1"), mesos.TASK_STARTING, mesos.TASK_RUNNING, mesos.TASK_FAILED)
+	checkReason(t, st, mesos.REASON_CONTAINER_LIMITATION_MEMORY)
+}
+
+// TestUnexplainedSIGKILL: a SIGKILL exit with no OOM report is a plain
+// failure once the short wait for a late report has passed.
+func TestUnexplainedSIGKILL(t *testing.T) {
+	h := newHarness(t, Config{})
+	cid := h.running(managerTask("t1"))
+	h.exit(cid, 137)
+	st := h.waitTerminal("t1")
+	checkStates(t, "t1", h.pub.states("t1"), mesos.TASK_STARTING, mesos.TASK_RUNNING, mesos.TASK_FAILED)
+	if st.Reason != nil && st.GetReason() == mesos.REASON_CONTAINER_LIMITATION_MEMORY {
+		t.Errorf("reason = %s; want no memory limitation without an OOM report", st.GetReason())
+	}
+	checkMessage(t, st, "signal 9")
 }

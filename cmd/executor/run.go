@@ -287,6 +287,15 @@ loop:
 	if err := remover.Drain(rctx); err != nil {
 		log.WithError(err).Error("some task containers could not be removed")
 	}
+	// Backstop: anything still labelled with this instance (a create the
+	// executor never learned the id of) must not outlive it either.
+	if left, err := dc.List(rctx, map[string]string{containerd.LabelInstance: instance}, true); err == nil {
+		for _, c := range left {
+			if err := dc.Remove(rctx, c.ID); err != nil {
+				log.WithError(err).WithFields(logrus.Fields{"container_id": c.ID, "task_id": c.Labels[containerd.LabelTask]}).Error("could not remove a leftover container")
+			}
+		}
+	}
 	cancel()
 	log.WithField("exit_code", code).Info("executor exiting")
 	return code

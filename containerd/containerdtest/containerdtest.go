@@ -66,19 +66,31 @@ func Main(m *testing.M) {
 	os.Exit(Run(m))
 }
 
-// Run runs m, then removes the image TaskImage made, closes the shared client
-// and deletes the build directory. It returns m.Run's exit code, for a
-// TestMain that has cleanup of its own to do before os.Exit.
-func Run(m *testing.M) int {
+// Run runs m, then each of after (a package's own final checks, such as a
+// sweep for containers its tests left behind: they still hold the image),
+// then removes the image TaskImage made, closes the shared client and deletes
+// the build directory. It returns m.Run's exit code, or 1 if an after
+// function or the image removal failed; a TestMain passes it to os.Exit.
+func Run(m *testing.M, after ...func() error) int {
 	running.Store(true)
 	code := m.Run()
 	running.Store(false)
+	fail := func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, "containerdtest: "+format+"\n", args...)
+		if code == 0 {
+			code = 1
+		}
+	}
+	for _, f := range after {
+		if err := f(); err != nil {
+			fail("%v", err)
+		}
+	}
 	if imageRef != "" {
 		if err := deleteImage(imageRef); err != nil {
-			fmt.Fprintf(os.Stderr, "containerdtest: remove test image %s: %v\n", imageRef, err)
-			if code == 0 {
-				code = 1
-			}
+			// Most likely a container the tests left behind still
+			// uses it: a leak worth failing the run for.
+			fail("cannot remove the test image %s (is a container left behind using it?): %v", imageRef, err)
 		}
 	}
 	if client != nil {
