@@ -63,6 +63,8 @@ type Client struct {
 	// own connection; on the bounded pool enough followed logs would starve
 	// every inspect and kill behind them.
 	stream *client.Client
+	// conns counts the open connections of both clients.
+	conns *ConnCounter
 
 	pulls      singleflight.Group
 	reconnects atomic.Uint64
@@ -107,7 +109,8 @@ func New(ctx context.Context, cfg Config, log *logrus.Entry) (*Client, error) {
 		cfg.PullTimeout = DefaultPullTimeout
 	}
 
-	api, err := newDockerClient(host, cfg.Observe, &http.Transport{
+	conns := new(ConnCounter)
+	api, err := newDockerClient(host, cfg.Observe, conns, &http.Transport{
 		MaxIdleConns:        maxIdleConnsPerHost,
 		MaxIdleConnsPerHost: maxIdleConnsPerHost,
 		MaxConnsPerHost:     maxConnsPerHost,
@@ -116,7 +119,7 @@ func New(ctx context.Context, cfg Config, log *logrus.Entry) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docker client for %s: %w", host, err)
 	}
-	stream, err := newDockerClient(host, cfg.Observe, &http.Transport{
+	stream, err := newDockerClient(host, cfg.Observe, conns, &http.Transport{
 		MaxIdleConns:        4,
 		MaxIdleConnsPerHost: 4,
 		IdleConnTimeout:     idleConnTimeout,
@@ -133,6 +136,7 @@ func New(ctx context.Context, cfg Config, log *logrus.Entry) (*Client, error) {
 		pullTimeout: cfg.PullTimeout,
 		api:         api,
 		stream:      stream,
+		conns:       conns,
 	}
 
 	pctx, cancel := context.WithTimeout(ctx, c.callTimeout)
@@ -153,7 +157,7 @@ func New(ctx context.Context, cfg Config, log *logrus.Entry) (*Client, error) {
 // from DOCKER_CERT_PATH/DOCKER_TLS_VERIFY itself rather than through
 // client.FromEnv, because FromEnv replaces the transport (and so the pool
 // settings) when TLS is configured.
-func newDockerClient(host string, observe CallObserver, tr *http.Transport) (*client.Client, error) {
+func newDockerClient(host string, observe CallObserver, conns *ConnCounter, tr *http.Transport) (*client.Client, error) {
 	if certPath := os.Getenv(client.EnvOverrideCertPath); certPath != "" {
 		tlsc, err := tlsconfig.Client(tlsconfig.Options{
 			CAFile:             filepath.Join(certPath, "ca.pem"),
@@ -178,6 +182,9 @@ func newDockerClient(host string, observe CallObserver, tr *http.Transport) (*cl
 	if err != nil {
 		return nil, err
 	}
+	// Count connections at the dialer WithHost configured, so /metrics
+	// shows whether connections to the daemon grow with tasks.
+	tr.DialContext = conns.Wrap(tr.DialContext)
 	if observe != nil {
 		// Wrapped only now, after WithHost has configured tr.
 		hc.Transport = &observedTransport{base: tr, observe: observe}
@@ -196,6 +203,10 @@ func (c *Client) Host() string { return c.host }
 
 // APIVersion returns the Engine API version negotiated with the daemon.
 func (c *Client) APIVersion() string { return c.api.ClientVersion() }
+
+// OpenConnections is the number of connections to the daemon open now
+// (hijacked exec streams excepted).
+func (c *Client) OpenConnections() int64 { return c.conns.Open() }
 
 // StreamReconnects counts how many times an events stream was reopened after
 // an error, over all WatchExits loops of this client.

@@ -39,6 +39,10 @@ type State struct {
 	// Cgroups is the executor's parent cgroup, when it manages one.
 	Cgroups string `json:"cgroups,omitempty"`
 
+	// OrphansReaped counts processes re-parented to the executor (it is a
+	// child subreaper) that it reaped.
+	OrphansReaped uint64 `json:"orphans_reaped"`
+
 	// Cleanup reports the container removal queue, the periodic sweep and
 	// image collection (nil when the executor runs no cleanup).
 	Cleanup *CleanupState `json:"cleanup,omitempty"`
@@ -119,10 +123,13 @@ type Task struct {
 	ContainerID string `json:"container_id"`
 	// Healthy is null when the task has no health check, or when the check
 	// has not reported yet.
-	Healthy    *bool      `json:"healthy"`
-	Image      string     `json:"image,omitempty"`
-	IP         string     `json:"ip,omitempty"`
-	ExitCode   *int       `json:"exit_code,omitempty"`
+	Healthy  *bool  `json:"healthy"`
+	Image    string `json:"image,omitempty"`
+	IP       string `json:"ip,omitempty"`
+	ExitCode *int   `json:"exit_code,omitempty"`
+	// Zombies counts zombie processes in the task's container (its PID
+	// namespace) at the last scan.
+	Zombies    int        `json:"zombies,omitempty"`
 	Reason     string     `json:"reason,omitempty"`
 	Message    string     `json:"message,omitempty"`
 	StartedAt  *time.Time `json:"started_at,omitempty"`

@@ -1105,6 +1105,9 @@ func (m *Manager) publishSnapshot() {
 			// the view can share them.
 			History: t.history[:len(t.history):len(t.history)],
 		}
+		if t.phase == phaseRunning {
+			v.Pid = t.pid
+		}
 		if !t.startedAt.IsZero() {
 			s := t.startedAt
 			v.StartedAt = &s

@@ -58,6 +58,7 @@ type View struct {
 	TaskID      string
 	State       string
 	ContainerID string
+	Pid         int // the container's init process on the host; 0 when not running
 	Healthy     *bool
 	Image       string
 	IP          string

@@ -48,6 +48,9 @@ type Config struct {
 	ImageGC          bool
 	ImageGCUnused    time.Duration
 	ImageGCDangling  bool
+
+	ZombieThreshold int
+	ZombieInterval  time.Duration
 }
 
 // envPrefix: every flag can also come from EXECUTOR_<NAME> (dashes become
@@ -85,6 +88,8 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.BoolVar(&c.ImageGC, "image-gc", false, "remove images this executor launched tasks from once unused for --image-gc-unused")
 	fs.DurationVar(&c.ImageGCUnused, "image-gc-unused", time.Hour, "how long an image must be unused before image collection removes it")
 	fs.BoolVar(&c.ImageGCDangling, "image-gc-dangling", false, "image collection also removes dangling images")
+	fs.IntVar(&c.ZombieThreshold, "zombie-threshold", 10, "log a warning when a task's container holds more zombie processes than this")
+	fs.DurationVar(&c.ZombieInterval, "zombie-interval", 30*time.Second, "interval of the zombie count in task containers")
 	fs.StringVar(&wire, "wire-format", wire, "agent API encoding: protobuf or json")
 	fs.DurationVar(&heartbeat, "agent-heartbeat", 30*time.Second, "interval of HEARTBEAT calls that detect a dead agent connection (negative: off)")
 

@@ -22,6 +22,7 @@ import (
 	"github.com/mdx-executor/mdx/containerd"
 	"github.com/mdx-executor/mdx/health"
 	"github.com/mdx-executor/mdx/isolation"
+	"github.com/mdx-executor/mdx/reaper"
 	"github.com/mdx-executor/mdx/status"
 	"github.com/mdx-executor/mdx/task"
 )
@@ -66,6 +67,13 @@ func run(cfg Config) int {
 	// error is handled where it happens.
 	signal.Ignore(syscall.SIGPIPE)
 	raiseNoFile(log)
+	// Become the child subreaper (or PID 1's init) before anything forks,
+	// so that every orphan re-parented to the executor is reaped.
+	rp, err := reaper.New(log.WithField("component", "reaper"))
+	if err != nil {
+		log.WithError(err).Error("cannot become a child subreaper")
+		return exitFailure
+	}
 
 	root, cancelRoot := context.WithCancel(context.Background())
 	defer cancelRoot()
@@ -161,6 +169,21 @@ func run(cfg Config) int {
 
 	m.register(reg, mgr, link, dc)
 	reg.MustRegister(sup.Collectors()...)
+	zombies := reaper.NewZombieWatch(reaper.WatchConfig{Interval: cfg.ZombieInterval, Threshold: cfg.ZombieThreshold},
+		log.WithField("component", "zombies"), func() map[string]int {
+			pids := map[string]int{}
+			for _, v := range mgr.Snapshot() {
+				if v.Pid > 0 {
+					pids[v.TaskID] = v.Pid
+				}
+			}
+			return pids
+		})
+	reg.MustRegister(rp.Collectors()...)
+	reg.MustRegister(zombies.Collectors()...)
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: metricsNamespace, Name: "docker_connections", Help: "Connections to the Docker daemon open now.",
+	}, func() float64 { return float64(dc.OpenConnections()) }))
 	reg.MustRegister(remover.Collectors()...)
 	reg.MustRegister(sweeper.Collectors()...)
 	if images != nil {
@@ -169,7 +192,8 @@ func run(cfg Config) int {
 	link.OnAck = m.observeAck
 
 	src := &stateSource{cfg: cfg, instance: instance, started: time.Now(), mgr: mgr, link: link, docker: dinfo,
-		dockerAPI: dc.APIVersion(), cgroups: cg, storage: storage, remover: remover, sweeper: sweeper, images: images}
+		dockerAPI: dc.APIVersion(), cgroups: cg, storage: storage, remover: remover, sweeper: sweeper, images: images,
+		reaper: rp, zombies: zombies}
 	var bg sync.WaitGroup
 	bgCtx, stopBG := context.WithCancel(root)
 	defer func() { stopBG(); bg.Wait() }()
@@ -190,7 +214,7 @@ func run(cfg Config) int {
 		log.WithField("socket", cfg.StatusSocket).Info("status socket listening")
 	}
 
-	runners := []interface{ Run(context.Context) error }{sup, remover, sweeper}
+	runners := []interface{ Run(context.Context) error }{rp, sup, remover, sweeper, zombies}
 	if images != nil {
 		runners = append(runners, images)
 	}

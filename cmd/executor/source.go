@@ -8,6 +8,7 @@ import (
 	"github.com/mdx-executor/mdx/cleanup"
 	"github.com/mdx-executor/mdx/containerd"
 	"github.com/mdx-executor/mdx/isolation"
+	"github.com/mdx-executor/mdx/reaper"
 	"github.com/mdx-executor/mdx/status"
 	"github.com/mdx-executor/mdx/task"
 )
@@ -27,6 +28,8 @@ type stateSource struct {
 	remover   *cleanup.Remover
 	sweeper   *cleanup.Sweeper
 	images    *cleanup.ImageCollector
+	reaper    *reaper.Reaper
+	zombies   *reaper.ZombieWatch
 }
 
 func (s *stateSource) State() status.State {
@@ -54,10 +57,14 @@ func (s *stateSource) State() status.State {
 		})
 	}
 	st.Cleanup = s.cleanupState()
+	st.OrphansReaped = s.reaper.Stats().OrphansReaped
+	zombies := s.zombies.Counts()
 	views := s.mgr.Snapshot()
 	st.Tasks = make([]status.Task, 0, len(views))
 	for _, v := range views {
-		st.Tasks = append(st.Tasks, taskView(v))
+		t := taskView(v)
+		t.Zombies = zombies[v.TaskID]
+		st.Tasks = append(st.Tasks, t)
 	}
 	return st
 }
