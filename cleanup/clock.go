@@ -1,6 +1,11 @@
 package cleanup
 
-import "time"
+import (
+	"context"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
 
 // Clock is the time source of the removal queue, the sweeps and the image
 // collector. Production code uses the wall clock; tests inject a fake one to
@@ -38,5 +43,24 @@ func sleep(done <-chan struct{}, c Clock, d time.Duration) bool {
 		return false
 	case <-t.C():
 		return true
+	}
+}
+
+// runEvery runs fn after initial and then every interval (counted from the
+// end of the previous run) until ctx ends; then it returns nil. A failed run
+// is logged and the next one runs on time.
+func runEvery(ctx context.Context, clock Clock, initial, interval time.Duration, fn func(context.Context) error, log *logrus.Entry, what string) error {
+	t := clock.NewTimer(initial)
+	defer func() { t.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C():
+		}
+		if err := fn(ctx); err != nil && ctx.Err() == nil {
+			log.WithError(err).Warn(what + " incomplete; retrying at the next interval")
+		}
+		t = clock.NewTimer(interval)
 	}
 }

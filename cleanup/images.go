@@ -118,19 +118,10 @@ func (c *ImageCollector) Used(imageRef string) {
 // Run collects after InitialDelay and then every Interval until ctx ends;
 // then it returns nil.
 func (c *ImageCollector) Run(ctx context.Context) error {
-	t := c.clock.NewTimer(c.cfg.InitialDelay)
-	defer func() { t.Stop() }()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C():
-		}
-		if _, err := c.Collect(ctx); err != nil && ctx.Err() == nil {
-			c.log.WithError(err).Warn("image collection incomplete; retrying at the next interval")
-		}
-		t = c.clock.NewTimer(c.cfg.Interval)
-	}
+	return runEvery(ctx, c.clock, c.cfg.InitialDelay, c.cfg.Interval, func(ctx context.Context) error {
+		_, err := c.Collect(ctx)
+		return err
+	}, c.log, "image collection")
 }
 
 // Collect runs one collection now.

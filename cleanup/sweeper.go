@@ -178,19 +178,10 @@ func NewSweeper(cfg SweeperConfig, d SweeperAPI, rm *Remover, log *logrus.Entry)
 // Run sweeps after InitialDelay and then every Interval until ctx ends; then
 // it returns nil. A failed sweep is logged and the next one runs on time.
 func (s *Sweeper) Run(ctx context.Context) error {
-	t := s.clock.NewTimer(s.cfg.InitialDelay)
-	defer func() { t.Stop() }()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C():
-		}
-		if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
-			s.log.WithError(err).Warn("cleanup sweep incomplete; retrying at the next interval")
-		}
-		t = s.clock.NewTimer(s.cfg.Interval)
-	}
+	return runEvery(ctx, s.clock, s.cfg.InitialDelay, s.cfg.Interval, func(ctx context.Context) error {
+		_, err := s.Sweep(ctx)
+		return err
+	}, s.log, "cleanup sweep")
 }
 
 // Sweep runs one sweep now.
