@@ -172,6 +172,14 @@ func (s *Server) handleState(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleTask(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
+	if ts, ok := s.src.(TaskSource); ok {
+		if t, ok := ts.Task(id); ok {
+			s.writeJSON(w, http.StatusOK, t)
+			return
+		}
+		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown task %q", id))
+		return
+	}
 	for _, t := range s.src.State().Tasks {
 		if t.TaskID == id {
 			s.writeJSON(w, http.StatusOK, t)

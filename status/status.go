@@ -157,3 +157,10 @@ type HistoryEntry struct {
 type Source interface {
 	State() State
 }
+
+// TaskSource is an optional Source ability: one task with its History, so
+// that GET /tasks/{id} need not build every task's history (and GET /state,
+// which leaves history out, can skip it).
+type TaskSource interface {
+	Task(id string) (Task, bool)
+}

@@ -100,14 +100,28 @@ func (s *stateSource) cleanupState() *status.CleanupState {
 	return c
 }
 
+// taskView converts a task without its history (GET /state leaves it out).
 func taskView(v task.View) status.Task {
 	t := status.Task{
 		TaskID: v.TaskID, State: v.State, ContainerID: v.ContainerID, Healthy: v.Healthy,
 		Image: v.Image, IP: v.IP, ExitCode: v.ExitCode, Reason: v.Reason, Message: v.Message,
 		StartedAt: v.StartedAt, FinishedAt: v.FinishedAt,
 	}
-	for _, h := range v.History {
-		t.History = append(t.History, status.HistoryEntry{State: h.State, Reason: h.Reason, Message: h.Message, Time: h.Time})
-	}
 	return t
+}
+
+// Task is one task with its status history, for GET /tasks/{id}.
+func (s *stateSource) Task(id string) (status.Task, bool) {
+	for _, v := range s.mgr.Snapshot() {
+		if v.TaskID != id {
+			continue
+		}
+		t := taskView(v)
+		t.Zombies = s.zombies.Counts()[id]
+		for _, h := range v.History {
+			t.History = append(t.History, status.HistoryEntry{State: h.State, Reason: h.Reason, Message: h.Message, Time: h.Time})
+		}
+		return t, true
+	}
+	return status.Task{}, false
 }
