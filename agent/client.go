@@ -545,8 +545,10 @@ func (c *Client) sendUpdate(ctx context.Context, p *pending) error {
 		p.delivered = true
 		c.mu.Unlock()
 		return nil
-	case code == http.StatusServiceUnavailable, code == http.StatusForbidden, code >= 500:
-		// 503: agent recovering; 403: not (re)subscribed yet. Both pass.
+	case code == http.StatusServiceUnavailable, code == http.StatusForbidden, code == http.StatusNotFound, code >= 500:
+		// 503: agent recovering; 403: not (re)subscribed yet; 404:
+		// libprocess has not routed the endpoint yet while the agent
+		// starts (SUBSCRIBE treats it as retryable too). All pass.
 		return fmt.Errorf("update: agent answered %d: %s", code, body)
 	default:
 		return &permanentError{fmt.Errorf("update %s for task %s: agent answered %d: %s",

@@ -240,19 +240,30 @@ func subscribedEvent() *executor.Event {
 // again, unchanged, until the agent takes it.
 func TestUpdate503RetriedWithSameUUID(t *testing.T) {
 	t.Parallel()
+	for _, code := range []int{http.StatusServiceUnavailable, http.StatusNotFound} {
+		t.Run(http.StatusText(code), func(t *testing.T) {
+			t.Parallel()
+			testUpdateRetried(t, code)
+		})
+	}
+}
+
+// testUpdateRetried: an UPDATE refused with a passing code (503 while the
+// agent recovers, 404 while libprocess starts) is retried with its uuid.
+func testUpdateRetried(t *testing.T, code int) {
 	la := startAgent(t, localagent.Options{Checkpoint: true})
 	f := newFront(t, "http://"+la.Endpoint(), "")
 	r := run(t, baseConfig(f.addr()), nil)
 	r.next(t, executor.Event_SUBSCRIBED)
 	launch(t, la, r, localagent.Task("t1", nil, 0.1, 32))
 
-	la.FailNextUpdates(http.StatusServiceUnavailable, 3)
+	la.FailNextUpdates(code, 3)
 	start := time.Now()
 	id := r.c.Update(status("t1", mesos.TASK_RUNNING))
 	waitUpdate(t, la, id)
 	drained(t, r.c)
 	if d := time.Since(start); d > 3*time.Second {
-		t.Errorf("three 503s took %v to get through; the retry backoff is too slow", d)
+		t.Errorf("three %ds took %v to get through; the retry backoff is too slow", code, d)
 	}
 
 	sent := f.seen(executor.Call_UPDATE)
@@ -274,7 +285,7 @@ func TestUpdate503RetriedWithSameUUID(t *testing.T) {
 		t.Errorf("agent recorded %d updates with uuid %x, want 1", n, id)
 	}
 	if la.SubscribeCount() != 1 {
-		t.Errorf("SubscribeCount = %d: a 503 on UPDATE must not cost the stream", la.SubscribeCount())
+		t.Errorf("SubscribeCount = %d: a %d on UPDATE must not cost the stream", la.SubscribeCount(), code)
 	}
 }
 

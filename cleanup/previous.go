@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -40,14 +42,19 @@ func RemovePreviousInstances(ctx context.Context, d Docker, frameworkID, executo
 		if c.Labels[containerd.LabelInstance] == instance {
 			continue
 		}
-		l := log.WithFields(logrus.Fields{
+		fields := logrus.Fields{
 			"task_id":           c.Labels[containerd.LabelTask],
 			"container_id":      c.ID,
 			"state":             c.State,
 			"previous_instance": c.Labels[containerd.LabelInstance],
 			"previous_pid":      c.Labels[containerd.LabelPID],
-			"orphaned_for":      orphanedFor(c).Round(time.Second).String(),
-		})
+		}
+		if d, ok := orphanedFor(c); ok {
+			fields["orphaned_for"] = d.Round(time.Second).String()
+		} else {
+			fields["orphaned_for_at_most"] = d.Round(time.Second).String()
+		}
+		l := log.WithFields(fields)
 		if err := d.Remove(ctx, c.ID); err != nil {
 			errs = append(errs, fmt.Errorf("remove %s (task %s): %w", c.ID, c.Labels[containerd.LabelTask], err))
 			l.WithError(err).Error("cannot remove a container of an earlier executor instance")
@@ -59,10 +66,25 @@ func RemovePreviousInstances(ctx context.Context, d Docker, frameworkID, executo
 	return removed, errors.Join(errs...)
 }
 
-// orphanedFor estimates how long a container has been without its
-// executor: at most since its creation. The earlier executor's death time is
-// not recorded anywhere the new instance can read, so this is an upper bound.
-func orphanedFor(c containerd.Summary) time.Duration {
+// AliveFile is touched in the executor's sandbox every AliveInterval while
+// the executor runs; its mtime tells a successor when the executor died.
+const (
+	AliveFile     = ".executor-alive"
+	AliveInterval = 10 * time.Second
+)
+
+// orphanedFor says how long a container has been without its executor: since
+// the earlier executor last touched its AliveFile (found through the
+// container's sandbox mount, tasks/<id> inside the executor's sandbox), to
+// within AliveInterval. When that file cannot be read it returns the
+// container's age, an upper bound, and false.
+func orphanedFor(c containerd.Summary) (time.Duration, bool) {
+	if c.SandboxDir != "" {
+		alive := filepath.Join(filepath.Dir(filepath.Dir(c.SandboxDir)), AliveFile)
+		if fi, err := os.Stat(alive); err == nil {
+			return time.Since(fi.ModTime()), true
+		}
+	}
 	created := c.Created
 	if s, ok := c.Labels[containerd.LabelCreatedUnix]; ok {
 		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
@@ -70,7 +92,28 @@ func orphanedFor(c containerd.Summary) time.Duration {
 		}
 	}
 	if created.IsZero() {
-		return 0
+		return 0, false
 	}
-	return time.Since(created)
+	return time.Since(created), false
+}
+
+// TouchAlive keeps dir/AliveFile's mtime current until ctx ends, so that a
+// relaunched executor can tell how long this one's containers were orphaned.
+func TouchAlive(ctx context.Context, dir string, log *logrus.Entry) {
+	path := filepath.Join(dir, AliveFile)
+	t := time.NewTicker(AliveInterval)
+	defer t.Stop()
+	for {
+		now := time.Now()
+		if err := os.Chtimes(path, now, now); err != nil {
+			if err := os.WriteFile(path, nil, 0o644); err != nil {
+				log.WithError(err).Debug("cannot touch the liveness file")
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -54,13 +54,19 @@ func (c *Client) List(ctx context.Context, labels map[string]string, all bool) (
 		for i, n := range s.Names {
 			names[i] = trimSlash(n)
 		}
-		out = append(out, Summary{
+		sum := Summary{
 			ID:      s.ID,
 			Names:   names,
 			State:   s.State,
 			Labels:  s.Labels,
 			Created: time.Unix(s.Created, 0),
-		})
+		}
+		for _, m := range s.Mounts {
+			if m.Destination == SandboxMountPoint {
+				sum.SandboxDir = m.Source
+			}
+		}
+		out = append(out, sum)
 	}
 	return out, nil
 }

@@ -107,4 +107,7 @@ type Summary struct {
 	State   string
 	Labels  map[string]string
 	Created time.Time
+	// SandboxDir is the host directory mounted at SandboxMountPoint, if
+	// any: the task's sandbox, inside its executor's sandbox.
+	SandboxDir string
 }

@@ -218,6 +218,11 @@ func run(cfg Config) int {
 	if images != nil {
 		runners = append(runners, images)
 	}
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		cleanup.TouchAlive(bgCtx, cfg.Agent.Sandbox, log)
+	}()
 	for _, r := range runners {
 		bg.Add(1)
 		go func() {
@@ -273,6 +278,7 @@ func run(cfg Config) int {
 	go func() { mgrDone <- mgr.Run(root) }()
 
 	code := exitOK
+	linkLost := false
 	var mgrErr error
 loop:
 	for {
@@ -284,7 +290,7 @@ loop:
 			if err == nil {
 				continue
 			}
-			code = exitFailure
+			code, linkLost = exitFailure, true
 			log.WithError(err).Error("agent link lost for good; killing every task and exiting")
 			mgr.Shutdown(err.Error())
 		case mgrErr = <-mgrDone:
@@ -299,12 +305,19 @@ loop:
 	// Every task is terminal: give the agent the rest of the grace period
 	// to ACK the terminal updates (exiting earlier makes the agent mark the
 	// tasks FAILED "executor terminated"), then remove the containers.
-	drainFor := max(cfg.Agent.ShutdownGracePeriod-time.Second, 2*time.Second)
-	dctx, cancel := context.WithTimeout(root, drainFor)
-	if err := link.WaitDrained(dctx); err != nil {
-		log.WithError(err).Warn("exiting with unacknowledged status updates")
+	if linkLost {
+		// No agent to ACK anything: it reports the tasks itself.
+		if n := link.Unacknowledged(); n > 0 {
+			log.WithField("unacknowledged_updates", n).Warn("exiting with unacknowledged status updates; the agent is gone")
+		}
+	} else {
+		drainFor := max(cfg.Agent.ShutdownGracePeriod-time.Second, 2*time.Second)
+		dctx, cancel := context.WithTimeout(root, drainFor)
+		if err := link.WaitDrained(dctx); err != nil {
+			log.WithError(err).Warn("exiting with unacknowledged status updates")
+		}
+		cancel()
 	}
-	cancel()
 	// Remove every container now, not after the remove delay: the
 	// executor is going away and nothing else would remove them.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(root), 30*time.Second)
