@@ -123,6 +123,11 @@ func New(ctx context.Context, cfg Config, log *logrus.Entry) (*Client, error) {
 		MaxIdleConns:        4,
 		MaxIdleConnsPerHost: 4,
 		IdleConnTimeout:     idleConnTimeout,
+		// One stream per running task (its followed logs) lives as long
+		// as the container: small buffers keep that cheap; the output
+		// of a task is rarely fast enough to notice.
+		ReadBufferSize:  2 << 10,
+		WriteBufferSize: 1 << 10,
 	})
 	if err != nil {
 		_ = api.Close()

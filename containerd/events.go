@@ -272,27 +272,32 @@ func (w *exitWatch) handle(ctx context.Context, m events.Message) error {
 	default:
 		return nil
 	}
-	info, err := w.c.Inspect(ctx, m.Actor.ID)
-	var exit Exit
-	switch {
-	case err == nil && !info.Running:
-		exit = exitFromInfo(info)
-	case ctx.Err() != nil:
-		return ctx.Err()
-	default:
-		// Gone already, restarted, or dockerd too slow: the event itself
-		// still carries the exit code, only the OOM flag is unknown.
+	// The die event carries the exit code, so report from it: an inspect
+	// right after a die waits for the container lock that Docker holds
+	// through the network teardown and unmount (about 50 ms here), which
+	// would sit in every task's exit -> update latency.
+	exit, ok := exitFromEvent(m)
+	w.forget()
+	if _, seen := w.ooms[exit.ContainerID]; seen {
+		exit.OOMKilled = true
+	}
+	if !ok || (exit.ExitCode == 137 && !exit.OOMKilled) {
+		// No exit code in the event, or a SIGKILL that only Docker's
+		// OOMKilled flag can explain: worth the inspect.
+		info, err := w.c.Inspect(ctx, m.Actor.ID)
 		switch {
+		case err == nil && !info.Running:
+			exit = exitFromInfo(info)
+			if _, seen := w.ooms[exit.ContainerID]; seen {
+				exit.OOMKilled = true
+			}
+		case ctx.Err() != nil:
+			return ctx.Err()
 		case IsNotFound(err):
 			log.Debug("container removed before its die was inspected, reporting exit from the event")
 		case err != nil:
 			log.WithError(err).Warn("inspect after die failed, reporting exit from the event")
 		}
-		exit = exitFromEvent(m)
-	}
-	w.forget()
-	if _, ok := w.ooms[exit.ContainerID]; ok {
-		exit.OOMKilled = true
 	}
 	w.died[exit.ContainerID] = exit
 	return w.send(ctx, exit)
@@ -336,14 +341,16 @@ func exitFromInfo(info Info) Exit {
 	}
 }
 
-func exitFromEvent(m events.Message) Exit {
-	code, _ := strconv.Atoi(m.Actor.Attributes["exitCode"])
+// exitFromEvent reads an exit from a die event; ok is false when the event
+// has no exit code.
+func exitFromEvent(m events.Message) (Exit, bool) {
+	code, err := strconv.Atoi(m.Actor.Attributes["exitCode"])
 	return Exit{
 		ContainerID: m.Actor.ID,
 		TaskID:      m.Actor.Attributes[LabelTask],
 		ExitCode:    code,
 		FinishedAt:  eventTime(m),
-	}
+	}, err == nil
 }
 
 func eventTime(m events.Message) time.Time {

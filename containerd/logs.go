@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/pkg/stdcopy"
 )
 
 // Logs follows the container's stdout and stderr from its start until the
@@ -36,7 +35,7 @@ func (c *Client) Logs(ctx context.Context, id string, since time.Time, stdout, s
 	}
 	defer rc.Close()
 	// Containers are created without a TTY, so the stream is multiplexed.
-	if _, err := stdcopy.StdCopy(stdout, stderr, rc); err != nil {
+	if err := demux(stdout, stderr, rc); err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("logs of container %s: %w", id, ctx.Err())
 		}

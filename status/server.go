@@ -167,14 +167,14 @@ func (s *Server) handleState(w http.ResponseWriter, r *http.Request) {
 		tasks[i] = t
 	}
 	st.Tasks = tasks
-	s.writeJSON(w, http.StatusOK, st)
+	s.writeJSON(w, r, http.StatusOK, st)
 }
 
 func (s *Server) handleTask(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if ts, ok := s.src.(TaskSource); ok {
 		if t, ok := ts.Task(id); ok {
-			s.writeJSON(w, http.StatusOK, t)
+			s.writeJSON(w, r, http.StatusOK, t)
 			return
 		}
 		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown task %q", id))
@@ -182,7 +182,7 @@ func (s *Server) handleTask(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, t := range s.src.State().Tasks {
 		if t.TaskID == id {
-			s.writeJSON(w, http.StatusOK, t)
+			s.writeJSON(w, r, http.StatusOK, t)
 			return
 		}
 	}
@@ -191,10 +191,16 @@ func (s *Server) handleTask(w http.ResponseWriter, r *http.Request) {
 
 // writeJSON encodes v before writing anything, so that an encoding failure
 // becomes a clean 500 instead of a truncated 200.
-func (s *Server) writeJSON(w http.ResponseWriter, code int, v any) {
+// writeJSON writes v compact, or indented when the request asks for
+// ?pretty: indenting re-scans the whole document, which with a thousand
+// tasks cost more than building and encoding it (`executor status --json`
+// indents on its side).
+func (s *Server) writeJSON(w http.ResponseWriter, r *http.Request, code int, v any) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
-	enc.SetIndent("", "  ")
+	if r.URL.Query().Has("pretty") {
+		enc.SetIndent("", "  ")
+	}
 	if err := enc.Encode(v); err != nil {
 		s.log.WithError(err).Warn("encode status response")
 		writeError(w, http.StatusInternalServerError, "encode response: "+err.Error())

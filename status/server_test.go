@@ -28,10 +28,11 @@ func TestRoutes(t *testing.T) {
 		wantBody     []string
 	}{
 		{"GET", "/", 200, "text/plain", []string{"/state", "/tasks/{id}", "/metrics", "/debug/pprof/"}},
-		{"GET", "/state", 200, "application/json", []string{`"executor_id": "exec-1"`, `"task_id": "web-1"`}},
+		{"GET", "/state", 200, "application/json", []string{`"executor_id":"exec-1"`, `"task_id":"web-1"`}},
+		{"GET", "/state?pretty", 200, "application/json", []string{"{\n  \"executor_id\": \"exec-1\""}},
 		{"HEAD", "/state", 200, "application/json", nil},
 		{"GET", "/tasks/web-1", 200, "application/json", []string{`"history"`, `"TASK_STARTING"`}},
-		{"GET", "/tasks/" + url.PathEscape("new task/%"), 200, "application/json", []string{`"task_id": "new task/%"`}},
+		{"GET", "/tasks/" + url.PathEscape("new task/%"), 200, "application/json", []string{`"task_id":"new task/%"`}},
 		{"GET", "/tasks/nope", 404, "application/json", []string{`"error"`, `unknown task \"nope\"`}},
 		{"GET", "/metrics", 200, "text/plain", nil},
 		{"GET", "/debug/pprof/", 200, "text/html", []string{"goroutine", "heap"}},

@@ -49,7 +49,7 @@ func TestCopyLogsReopensABrokenStream(t *testing.T) {
 	m := New(Config{SandboxRoot: t.TempDir()}, rt, nil, logrus.NewEntry(log))
 	var out bytes.Buffer
 	start := time.Now()
-	m.copyLogs(context.Background(), "c1", &out, io.Discard, logrus.NewEntry(log))
+	m.copyLogs(context.Background(), "c1", nil, &out, io.Discard, logrus.NewEntry(log))
 
 	if got, want := out.String(), "before the restart\nafter the restart\n"; got != want {
 		t.Errorf("copied output = %q; want %q", got, want)
@@ -70,8 +70,38 @@ func TestCopyLogsStopsWhenTheContainerExited(t *testing.T) {
 	log := logrus.New()
 	log.SetOutput(io.Discard)
 	m := New(Config{SandboxRoot: t.TempDir()}, rt, nil, logrus.NewEntry(log))
-	m.copyLogs(context.Background(), "c1", io.Discard, io.Discard, logrus.NewEntry(log))
+	m.copyLogs(context.Background(), "c1", nil, io.Discard, io.Discard, logrus.NewEntry(log))
 	if len(rt.sinces) != 1 {
 		t.Errorf("Logs called %d times; want 1: an exited container's stream is not reopened", len(rt.sinces))
 	}
+}
+
+// TestCopyLogsEndsWithoutInspectOnceTheExitIsKnown: when the loop has seen
+// the container's exit, the follower stops when its stream ends, without an
+// inspect (which would wait for Docker's container lock).
+func TestCopyLogsEndsWithoutInspectOnceTheExitIsKnown(t *testing.T) {
+	rt := &countingInspect{}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	m := New(Config{SandboxRoot: t.TempDir()}, rt, nil, logrus.NewEntry(log))
+	exited := make(chan struct{})
+	close(exited)
+	m.copyLogs(context.Background(), "c1", exited, io.Discard, io.Discard, logrus.NewEntry(log))
+	if rt.inspects != 0 {
+		t.Errorf("Inspect called %d times; want 0 once the exit is known", rt.inspects)
+	}
+}
+
+type countingInspect struct {
+	Runtime
+	inspects int
+}
+
+func (c *countingInspect) Logs(context.Context, string, time.Time, io.Writer, io.Writer) error {
+	return nil
+}
+
+func (c *countingInspect) Inspect(context.Context, string) (containerd.Info, error) {
+	c.inspects++
+	return containerd.Info{}, nil
 }

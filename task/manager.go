@@ -78,6 +78,11 @@ type HealthChecker interface {
 // built-in executors use the same 2 s).
 const shutdownMargin = 2 * time.Second
 
+// exitSeenWait is how long a log follower whose stream ended waits for the
+// container's exit before it inspects the container to decide whether the
+// stream broke instead (a daemon restart).
+const exitSeenWait = 250 * time.Millisecond
+
 // oomGrace is how long an unexplained SIGKILL exit waits for a late OOM
 // report before it is reported as a plain failure.
 const oomGrace = 500 * time.Millisecond
@@ -122,6 +127,7 @@ type task struct {
 	cancelLaunch context.CancelFunc
 	cancelLogs   context.CancelFunc
 	logsDone     chan struct{}
+	exitSeen     chan struct{}    // closed by the loop when the container's exit is known
 	pendingExit  *containerd.Exit // an exit seen before the start was confirmed
 	exiting      bool             // waiting for the log stream to drain
 	oomKilled    bool             // an exit report said OOM (it may come late)
@@ -581,13 +587,14 @@ func (m *Manager) followLogs(t *task) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.cancelLogs = cancel
 	t.logsDone = make(chan struct{})
-	done, cid, log := t.logsDone, t.containerID, t.log
+	t.exitSeen = make(chan struct{})
+	done, exited, cid, log := t.logsDone, t.exitSeen, t.containerID, t.log
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
 		defer close(done)
 		defer closeAll(stdout, stderr)
-		m.copyLogs(ctx, cid, stdout, stderr, log)
+		m.copyLogs(ctx, cid, exited, stdout, stderr, log)
 	}()
 }
 
@@ -595,14 +602,23 @@ func (m *Manager) followLogs(t *task) {
 // ctx ends. A stream that breaks while the container still runs (the Docker
 // daemon restarted or hiccuped) is reopened from where it broke, so the
 // sandbox files keep filling.
-func (m *Manager) copyLogs(ctx context.Context, cid string, stdout, stderr io.Writer, log *logrus.Entry) {
+func (m *Manager) copyLogs(ctx context.Context, cid string, exited <-chan struct{}, stdout, stderr io.Writer, log *logrus.Entry) {
 	var since time.Time
 	backoff := 100 * time.Millisecond
 	for {
 		err := m.rt.Logs(ctx, cid, since, stdout, stderr)
 		ended := time.Now()
-		if ctx.Err() != nil {
+		// A stream normally ends because the container exited, and the
+		// loop learns that from the die event about when the stream
+		// ends. Wait a little for it rather than inspect at once: an
+		// inspect right after an exit waits for Docker's container lock
+		// (tens of ms), which would delay the exit's report.
+		select {
+		case <-exited:
 			return
+		case <-ctx.Done():
+			return
+		case <-time.After(exitSeenWait):
 		}
 		ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		info, ierr := m.rt.Inspect(ictx, cid)
@@ -651,6 +667,9 @@ func (m *Manager) onExit(e containerd.Exit, drained bool) {
 			return // a repeated report; an OOM flag on it is kept above
 		}
 		t.exiting = true
+		if t.exitSeen != nil {
+			close(t.exitSeen) // the log follower need not inspect
+		}
 		// Report the exit after the log stream has drained (bounded), so
 		// that a framework reading the sandbox on FINISHED sees all output.
 		done := t.logsDone
