@@ -225,9 +225,20 @@ func TestWatchExitsOnlyLabelled(t *testing.T) {
 		}
 	}
 
-	list, err := c.List(t.Context(), mine.labels(), true)
-	if err != nil {
-		t.Fatal(err)
+	// The exit is reported from the die event, which Docker emits before
+	// it has finished its own cleanup of the container, so its state may
+	// read "running" for a few more milliseconds.
+	var list []containerd.Summary
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var err error
+		if list, err = c.List(t.Context(), mine.labels(), true); err != nil {
+			t.Fatal(err)
+		}
+		if len(list) != 1 || list[0].State != "running" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	if len(list) != 1 || list[0].ID != mineID || list[0].State != "exited" {
 		t.Errorf("List(mine) = %+v, want only %.12s, exited", list, mineID)
