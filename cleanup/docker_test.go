@@ -397,8 +397,12 @@ func TestDockerBusyRemoval(t *testing.T) {
 	}
 	merged := si.GraphDriverData["MergedDir"]
 	holder := startHolder(t, "sleep", "60")
-	waitFor(t, "the holder's namespace to show the container's rootfs", 10*time.Second, func() bool {
-		return merged == "" || mountinfoHas(holder.Process.Pid, merged)
+	self, _ := os.Readlink("/proc/self/ns/mnt")
+	waitFor(t, "the holder's own namespace to show the container's rootfs", 30*time.Second, func() bool {
+		// Until unshare has run, the holder shares this process's
+		// namespace, which shows the rootfs too but is not scanned.
+		ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", holder.Process.Pid))
+		return err == nil && ns != self && (merged == "" || mountinfoHas(holder.Process.Pid, merged))
 	})
 	hs, err := ContainerHolders("/proc", dinfo.DockerRootDir, si)
 	if err != nil {

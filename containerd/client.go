@@ -244,3 +244,13 @@ func (c *Client) DaemonInfo(ctx context.Context) (DaemonInfo, error) {
 func (c *Client) call(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, c.callTimeout)
 }
+
+// lifecycleTimeout bounds a container create or start. They set up mounts,
+// cgroups and networking and, on a daemon busy with hundreds of other
+// containers, legitimately take far longer than an inspect; the short-call
+// deadline failed healthy launches under load.
+const lifecycleTimeout = 2 * time.Minute
+
+func (c *Client) lifecycleCall(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, max(c.callTimeout, lifecycleTimeout))
+}

@@ -24,7 +24,7 @@ func (c *Client) Create(ctx context.Context, spec Spec) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("create container %s: %w", spec.Name, err)
 	}
-	ctx, cancel := c.call(ctx)
+	ctx, cancel := c.lifecycleCall(ctx)
 	defer cancel()
 	resp, err := c.api.ContainerCreate(ctx, cfg, hostCfg, netCfg, nil, spec.Name)
 	if err != nil {
@@ -143,7 +143,7 @@ func dockerConfig(spec Spec) (*container.Config, *container.HostConfig, *network
 
 // Start starts a created container.
 func (c *Client) Start(ctx context.Context, id string) error {
-	ctx, cancel := c.call(ctx)
+	ctx, cancel := c.lifecycleCall(ctx)
 	defer cancel()
 	if err := c.api.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
 		return fmt.Errorf("start container %s: %w", id, err)

@@ -124,6 +124,11 @@ func TestManyTasks(t *testing.T) {
 			t.Errorf("task %s is %s after another task was killed, want TASK_RUNNING; its updates: %s", id, s, h.history(id))
 		}
 	}
+	// The KILLED update follows Docker's die event, a few milliseconds
+	// before Docker's own state leaves "running".
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && runningContainers(h.containers(nil)) > n-1; {
+		time.Sleep(100 * time.Millisecond)
+	}
 	if running := runningContainers(h.containers(nil)); running != n-1 {
 		t.Errorf("%d containers running after one of %d tasks was killed, want %d", running, n, n-1)
 	}
@@ -311,7 +316,13 @@ func TestKillDuringLaunch(t *testing.T) {
 		h.waitState(id, mesos.TASK_KILLED)
 	}
 	// A container that Docker created or started after the executor gave
-	// up on it would still be running now.
+	// up on it would still be running now. Exits are reported from
+	// Docker's die event, which comes a few milliseconds before Docker's
+	// own state leaves "running", so allow that to settle.
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) && slices.ContainsFunc(h.containers(nil), func(c containerd.Summary) bool { return c.State == "running" }) {
+		time.Sleep(100 * time.Millisecond)
+	}
 	for _, c := range h.containers(nil) {
 		if c.State == "running" {
 			t.Errorf("container %.12s of task %s is running although its task was reported TASK_KILLED",
