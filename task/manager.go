@@ -142,6 +142,21 @@ type task struct {
 	removeQueued bool
 }
 
+// release stops the task's timers and cancels its launch and log follower.
+func (t *task) release() {
+	for _, tm := range []*time.Timer{t.killTimer, t.maxTimer} {
+		if tm != nil {
+			tm.Stop()
+		}
+	}
+	if t.cancelLaunch != nil {
+		t.cancelLaunch()
+	}
+	if t.cancelLogs != nil {
+		t.cancelLogs()
+	}
+}
+
 // Manager owns every task. Create it with New and start its loop with Run.
 type Manager struct {
 	cfg Config
@@ -882,17 +897,7 @@ func (m *Manager) terminate(t *task, state mesos.TaskState, reason mesos.TaskSta
 	} else if state == mesos.TASK_FAILED {
 		m.countFailure(mesos.REASON_COMMAND_EXECUTOR_FAILED)
 	}
-	for _, tm := range []*time.Timer{t.killTimer, t.maxTimer} {
-		if tm != nil {
-			tm.Stop()
-		}
-	}
-	if t.cancelLaunch != nil {
-		t.cancelLaunch()
-	}
-	if t.cancelLogs != nil {
-		t.cancelLogs()
-	}
+	t.release()
 	if t.containerID != "" {
 		// Exit first, remove later: the terminal update is queued
 		// above, and the container (its logs, its exit state) stays for
@@ -1098,19 +1103,9 @@ func (m *Manager) stopAllTimers() {
 		m.shutdownTimer.Stop()
 	}
 	for _, t := range m.tasks {
-		for _, tm := range []*time.Timer{t.killTimer, t.maxTimer} {
-			if tm != nil {
-				tm.Stop()
-			}
-		}
-		if t.cancelLaunch != nil {
-			t.cancelLaunch()
-		}
-		if t.cancelLogs != nil {
-			// Run waits for the log followers; a live container's stream
-			// would otherwise hold it until the container exits.
-			t.cancelLogs()
-		}
+		// Run waits for the log followers; a live container's stream
+		// would otherwise hold it until the container exits.
+		t.release()
 	}
 }
 
