@@ -324,18 +324,40 @@ loop:
 	if err := remover.Drain(rctx); err != nil {
 		log.WithError(err).Error("some task containers could not be removed")
 	}
+	cancel()
 	// Backstop: anything still labelled with this instance (a create the
-	// executor never learned the id of) must not outlive it either.
-	if left, err := dc.List(rctx, map[string]string{containerd.LabelInstance: instance}, true); err == nil {
-		for _, c := range left {
-			if err := dc.Remove(rctx, c.ID); err != nil {
-				log.WithError(err).WithFields(logrus.Fields{"container_id": c.ID, "task_id": c.Labels[containerd.LabelTask]}).Error("could not remove a leftover container")
-			}
-		}
-	}
+	// executor never learned the id of, a removal the drain could not
+	// finish on a saturated daemon) must not outlive it either. The label
+	// filter proves ownership, so no inspect per container; its own
+	// deadline, since the drain's may be spent.
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(root), 2*time.Minute)
+	removeLeftovers(bctx, dc, instance, log)
 	cancel()
 	log.WithField("exit_code", code).Info("executor exiting")
 	return code
+}
+
+// removeLeftovers force-removes, eight at a time, every container labelled
+// with this executor instance.
+func removeLeftovers(ctx context.Context, dc *containerd.Client, instance string, log *logrus.Entry) {
+	left, err := dc.List(ctx, map[string]string{containerd.LabelInstance: instance}, true)
+	if err != nil {
+		log.WithError(err).Error("cannot list this instance's containers; some may be left behind")
+		return
+	}
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for _, c := range left {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := dc.Remove(ctx, c.ID); err != nil {
+				log.WithError(err).WithFields(logrus.Fields{"container_id": c.ID, "task_id": c.Labels[containerd.LabelTask]}).Error("could not remove a leftover container")
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 func forwardEvents(events <-chan *executor.Event, mgr *task.Manager) {
