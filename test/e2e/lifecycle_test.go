@@ -124,12 +124,7 @@ func TestManyTasks(t *testing.T) {
 			t.Errorf("task %s is %s after another task was killed, want TASK_RUNNING; its updates: %s", id, s, h.history(id))
 		}
 	}
-	// The KILLED update follows Docker's die event, a few milliseconds
-	// before Docker's own state leaves "running".
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && runningContainers(h.containers(nil)) > n-1; {
-		time.Sleep(100 * time.Millisecond)
-	}
-	if running := runningContainers(h.containers(nil)); running != n-1 {
+	if running := runningContainers(settled(func() []containerd.Summary { return h.containers(nil) }, n-1)); running != n-1 {
 		t.Errorf("%d containers running after one of %d tasks was killed, want %d", running, n, n-1)
 	}
 
@@ -146,6 +141,18 @@ func TestManyTasks(t *testing.T) {
 			t.Errorf("task %s ended %s, want TASK_KILLED", id, s)
 		}
 	}
+}
+
+// settled lists containers until at most want of them are running, for up
+// to 10 s. A terminal update follows Docker's die event, which comes a few
+// milliseconds before Docker's own state leaves "running".
+func settled(list func() []containerd.Summary, want int) []containerd.Summary {
+	cs := list()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && runningContainers(cs) > want; {
+		time.Sleep(100 * time.Millisecond)
+		cs = list()
+	}
+	return cs
 }
 
 func runningContainers(cs []containerd.Summary) int {
@@ -258,7 +265,7 @@ func TestMaxCompletionTimeDuringLaunch(t *testing.T) {
 	if r := failed.GetReason(); r != mesos.REASON_MAX_COMPLETION_TIME_REACHED {
 		t.Errorf("FAILED reason %s (%q), want REASON_MAX_COMPLETION_TIME_REACHED", r, failed.GetMessage())
 	}
-	if running := runningContainers(h.taskContainers(id)); running != 0 {
+	if running := runningContainers(settled(func() []containerd.Summary { return h.taskContainers(id) }, 0)); running != 0 {
 		t.Errorf("task %s failed but %d of its containers run", id, running)
 	}
 }
@@ -278,7 +285,7 @@ func TestShutdownMixedStates(t *testing.T) {
 	h.waitState("done", mesos.TASK_FINISHED)
 	h.waitState("broken", mesos.TASK_FAILED)
 	h.waitState("running", mesos.TASK_RUNNING)
-	if cs := h.containers(nil); len(cs) != 3 || runningContainers(cs) != 1 {
+	if cs := settled(func() []containerd.Summary { return h.containers(nil) }, 1); len(cs) != 3 || runningContainers(cs) != 1 {
 		t.Errorf("before SHUTDOWN: %d containers, %d running; want 3, 1 running", len(cs), runningContainers(cs))
 	}
 
@@ -316,14 +323,8 @@ func TestKillDuringLaunch(t *testing.T) {
 		h.waitState(id, mesos.TASK_KILLED)
 	}
 	// A container that Docker created or started after the executor gave
-	// up on it would still be running now. Exits are reported from
-	// Docker's die event, which comes a few milliseconds before Docker's
-	// own state leaves "running", so allow that to settle.
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) && slices.ContainsFunc(h.containers(nil), func(c containerd.Summary) bool { return c.State == "running" }) {
-		time.Sleep(100 * time.Millisecond)
-	}
-	for _, c := range h.containers(nil) {
+	// up on it would still be running now.
+	for _, c := range settled(func() []containerd.Summary { return h.containers(nil) }, 0) {
 		if c.State == "running" {
 			t.Errorf("container %.12s of task %s is running although its task was reported TASK_KILLED",
 				c.ID, c.Labels[containerd.LabelTask])
