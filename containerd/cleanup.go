@@ -126,14 +126,7 @@ func (c *Client) VolumeExists(ctx context.Context, name string) (bool, error) {
 	ctx, cancel := c.call(ctx)
 	defer cancel()
 	_, err := c.api.VolumeInspect(ctx, name)
-	switch {
-	case err == nil:
-		return true, nil
-	case IsNotFound(err):
-		return false, nil
-	default:
-		return false, fmt.Errorf("inspect volume %s: %w", name, err)
-	}
+	return present(err, "volume "+name)
 }
 
 // ImageSummary is one local image.

@@ -2,6 +2,7 @@ package containerd
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -35,4 +36,17 @@ func isNotRunning(err error) bool {
 // isRemovalInProgress recognises the 409 a second concurrent remove gets.
 func isRemovalInProgress(err error) bool {
 	return IsConflict(err) && strings.Contains(err.Error(), "already in progress")
+}
+
+// present turns an inspect's error into whether the object exists: not
+// found is an answer, not an error.
+func present(err error, what string) (bool, error) {
+	switch {
+	case err == nil:
+		return true, nil
+	case IsNotFound(err):
+		return false, nil
+	default:
+		return false, fmt.Errorf("inspect %s: %w", what, err)
+	}
 }

@@ -50,14 +50,7 @@ func (c *Client) imagePresent(ctx context.Context, ref string) (bool, error) {
 	ctx, cancel := c.call(ctx)
 	defer cancel()
 	_, err := c.api.ImageInspect(ctx, ref)
-	switch {
-	case err == nil:
-		return true, nil
-	case IsNotFound(err):
-		return false, nil
-	default:
-		return false, fmt.Errorf("inspect image %s: %w", ref, err)
-	}
+	return present(err, "image "+ref)
 }
 
 func (c *Client) pull(ctx context.Context, ref string) error {
