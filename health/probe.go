@@ -58,6 +58,9 @@ type prober struct {
 }
 
 func newProber(p probe, t Target, execer Execer, maxOutput int) *prober {
+	if p.path == "" {
+		p.path = "/"
+	}
 	pr := &prober{probe: p, target: t, execer: execer, maxOutput: maxOutput}
 	if p.typ == HTTP {
 		pr.client = &http.Client{

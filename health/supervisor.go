@@ -192,20 +192,22 @@ func (s *Supervisor) Start(t Target, spec *Spec, report func(Result)) {
 		sp.Failures = DefaultFailures
 	}
 	p := probe{typ: sp.Type, port: sp.Port, path: sp.Path, scheme: sp.Scheme, statuses: sp.Statuses, cmd: sp.Cmd}
-	if p.path == "" {
-		p.path = "/"
-	}
 	c := &healthChecker{
 		spec:   sp,
 		target: t,
 		prober: newProber(p, t, s.execer, s.opts.MaxOutput),
 		report: report,
-		log: s.log.WithFields(logrus.Fields{
-			"task_id": t.TaskID, "container_id": t.ContainerID, "check": kindHealth, "check_type": string(sp.Type),
-		}),
-		start: time.Now(),
+		log:    s.checkLog(t, kindHealth, sp.Type),
+		start:  time.Now(),
 	}
 	s.launch(t.TaskID, c, c.start, sp.Delay, sp.Interval)
+}
+
+// checkLog is the logger of one check of t.
+func (s *Supervisor) checkLog(t Target, kind string, typ Type) *logrus.Entry {
+	return s.log.WithFields(logrus.Fields{
+		"task_id": t.TaskID, "container_id": t.ContainerID, "check": kind, "check_type": string(typ),
+	})
 }
 
 // StartCheck begins t's generic check, with spec as returned by ParseCheck; a
@@ -222,17 +224,12 @@ func (s *Supervisor) StartCheck(t Target, spec *CheckSpec, report func(taskID st
 		sp.Interval = DefaultInterval
 	}
 	p := probe{typ: sp.Type, port: sp.Port, path: sp.Path, scheme: "http", cmd: sp.Cmd}
-	if p.path == "" {
-		p.path = "/"
-	}
 	c := &genericChecker{
 		spec:   sp,
 		target: t,
 		prober: newProber(p, t, s.execer, s.opts.MaxOutput),
 		report: report,
-		log: s.log.WithFields(logrus.Fields{
-			"task_id": t.TaskID, "container_id": t.ContainerID, "check": kindCheck, "check_type": string(sp.Type),
-		}),
+		log:    s.checkLog(t, kindCheck, sp.Type),
 	}
 	s.launch(t.TaskID, c, time.Now(), sp.Delay, sp.Interval)
 }
