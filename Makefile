@@ -10,7 +10,7 @@ STATIC    := CGO_ENABLED=0
 PKGS      := ./...
 
 .DEFAULT_GOAL := help
-.PHONY: help build test test-unit bench demo lint fmt check clean
+.PHONY: help build test test-unit bench demo lint fmt check clean fuzz
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -27,6 +27,15 @@ test-unit: ## the fast unit tests only (-short skips the Docker end-to-end tests
 
 bench: build ## benchmarks against the raw Docker API, printing ratios
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/bench/
+
+FUZZTIME ?= 2m
+fuzz: ## run every Go fuzz target for FUZZTIME each (default 2m; FUZZTIME=10m for a long run)
+	@set -e; for pkg in $$($(GO) list $(PKGS)); do \
+	  for fn in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$fn ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
 
 demo: build ## run example tasks on the built-in local agent and real Docker
 	./$(BIN)/executor demo --task-binary $(BIN)/taskbin

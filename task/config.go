@@ -33,11 +33,6 @@ const (
 	labelKillGrace  = "kill.grace"
 )
 
-const (
-	minMemoryBytes = 32 << 20 // the Mesos Docker containerizer's floor
-	cfsPeriod      = 100000   // microseconds
-)
-
 // Policy is what the executor allows and adds to every task.
 type Policy struct {
 	AllowPrivileged     bool // --allow-privileged
@@ -216,26 +211,9 @@ func parseTask(info *mesos.TaskInfo, p Policy, hostSandbox string) (launchConfig
 	}
 
 	// Resources.
-	var cpus, mem float64
-	var portRanges []mesos.Value_Range
-	for _, r := range info.Resources {
-		switch r.Name {
-		case "cpus":
-			cpus += r.GetScalar().GetValue()
-		case "mem":
-			mem += r.GetScalar().GetValue()
-		case "ports":
-			portRanges = append(portRanges, r.GetRanges().GetRange()...)
-		}
-	}
-	if cpus > 0 {
-		s.CPUShares = max(2, int64(cpus*1024))
-		s.CPUPeriod = cfsPeriod
-		s.CPUQuota = max(1000, int64(cpus*cfsPeriod))
-	}
-	if mem > 0 {
-		s.MemoryBytes = max(minMemoryBytes, int64(mem*(1<<20)))
-		lc.memLimit = s.MemoryBytes
+	portRanges, err := applyResources(&lc, info)
+	if err != nil {
+		return lc, err
 	}
 	if len(ports) > 0 && network != "bridge" && isBuiltinNetwork(network) {
 		return lc, invalid("port_mappings need a bridge or user-defined network, not %s", network)
