@@ -67,12 +67,14 @@ func dockerConfig(spec Spec) (*container.Config, *container.HostConfig, *network
 
 	useInit := spec.Init
 	hostCfg := &container.HostConfig{
-		NetworkMode: netMode,
-		Init:        &useInit,
-		Privileged:  spec.Privileged,
-		PidMode:     container.PidMode(spec.PidMode),
-		IpcMode:     container.IpcMode(spec.IpcMode),
-		UTSMode:     container.UTSMode(spec.UTSMode),
+		NetworkMode:  netMode,
+		Init:         &useInit,
+		Privileged:   spec.Privileged,
+		PidMode:      container.PidMode(spec.PidMode),
+		IpcMode:      container.IpcMode(spec.IpcMode),
+		UTSMode:      container.UTSMode(spec.UTSMode),
+		UsernsMode:   container.UsernsMode(spec.UsernsMode),
+		CgroupnsMode: container.CgroupnsMode(spec.CgroupnsMode),
 		Resources: container.Resources{
 			CPUShares:    spec.CPUShares,
 			CPUQuota:     spec.CPUQuota,

@@ -63,10 +63,12 @@ type Spec struct {
 	CPUPeriod   int64 // HostConfig.CPUPeriod (microseconds)
 	MemoryBytes int64 // HostConfig.Memory; 0 = unlimited
 
-	Privileged bool
-	PidMode    string // "" or "host"
-	IpcMode    string // "" or "host"
-	UTSMode    string // "" or "host"
+	Privileged   bool
+	PidMode      string // "" or "host"
+	IpcMode      string // "" or "host"
+	UTSMode      string // "" or "host"
+	UsernsMode   string // "" or "host"
+	CgroupnsMode string // "", "private" or "host"
 
 	CgroupParent string // from the isolation package; "" = Docker's default
 }

@@ -214,6 +214,12 @@ func printState(out io.Writer, st State, now time.Time) error {
 		kv("Docker API / cgroup", orDash(st.Docker.APIVersion)+" / "+orDash(st.Docker.CgroupVersion))
 	}
 	kv("Cgroups", orDash(st.Cgroups))
+	if p := st.Policy; p != nil {
+		kv("Policy file", orDash(p.File)+" ("+orDash(p.FileStatus)+")")
+		for _, s := range p.Settings {
+			kv("  "+s.Name, orDash(s.Value)+" ("+s.Source+")")
+		}
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}

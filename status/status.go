@@ -39,6 +39,10 @@ type State struct {
 	// Cgroups is the executor's parent cgroup, when it manages one.
 	Cgroups string `json:"cgroups,omitempty"`
 
+	// Policy is the operator's policy in force and where each setting came
+	// from.
+	Policy *PolicyState `json:"policy,omitempty"`
+
 	// OrphansReaped counts processes re-parented to the executor (it is a
 	// child subreaper) that it reaped.
 	OrphansReaped uint64 `json:"orphans_reaped"`
@@ -50,6 +54,21 @@ type State struct {
 	// Tasks is never null in the JSON: an executor without tasks reports [].
 	// GET /state leaves out each task's History.
 	Tasks []Task `json:"tasks"`
+}
+
+// PolicyState is the operator's policy: the file, what became of it, and
+// every setting with its source (default, file or flag).
+type PolicyState struct {
+	File       string          `json:"file"`
+	FileStatus string          `json:"file_status"`
+	Settings   []PolicySetting `json:"settings"`
+}
+
+// PolicySetting is one setting of the policy in force.
+type PolicySetting struct {
+	Name   string `json:"name"`
+	Value  string `json:"value"`
+	Source string `json:"source"`
 }
 
 // CleanupState is the storage cleanup's view: what waits for removal, what

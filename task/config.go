@@ -14,6 +14,7 @@ import (
 
 	"github.com/mdx-executor/mdx/containerd"
 	"github.com/mdx-executor/mdx/health"
+	"github.com/mdx-executor/mdx/policy"
 )
 
 // ErrInvalidTask marks a TaskInfo the executor refuses before creating any
@@ -35,14 +36,14 @@ const (
 
 // Policy is what the executor allows and adds to every task.
 type Policy struct {
-	AllowPrivileged     bool // --allow-privileged
-	AllowHostNamespaces bool // --allow-host-namespaces: pid/ipc/uts=host
-	AllowHostMounts     bool // --allow-host-mounts: host paths outside the sandbox
-	DefaultKillGrace    time.Duration
-	FrameworkID         string
-	ExecutorID          string
-	AgentID             string
-	CgroupParent        string
+	// Operator is the host operator's policy: what a task may ask for
+	// beyond its own container. Every spec passes its Check.
+	Operator         policy.Policy
+	DefaultKillGrace time.Duration
+	FrameworkID      string
+	ExecutorID       string
+	AgentID          string
+	CgroupParent     string
 }
 
 // launchConfig is a validated task: everything needed to run it.
@@ -114,7 +115,7 @@ func parseTask(info *mesos.TaskInfo, p Policy, hostSandbox string) (launchConfig
 			}
 		}
 		for _, v := range c.Volumes {
-			m, err := volumeMount(v, hostSandbox, p.AllowHostMounts)
+			m, err := volumeMount(v, hostSandbox)
 			if err != nil {
 				return lc, err
 			}
@@ -140,6 +141,9 @@ func parseTask(info *mesos.TaskInfo, p Policy, hostSandbox string) (launchConfig
 		for _, v := range cmd.GetEnvironment().GetVariables() {
 			if v.GetType() != mesos.Environment_Variable_VALUE {
 				return lc, invalid("command.environment variable %s: only VALUE variables are supported", v.Name)
+			}
+			if v.Name == "" || strings.ContainsAny(v.Name, "=\x00") || strings.ContainsRune(v.GetValue(), 0) {
+				return lc, invalid("command.environment variable %q: bad name or a NUL byte in its value", v.Name)
 			}
 			s.Env = append(s.Env, v.Name+"="+v.GetValue())
 		}
@@ -194,20 +198,15 @@ func parseTask(info *mesos.TaskInfo, p Policy, hostSandbox string) (launchConfig
 		if name == "" || strings.ContainsAny(name, "=\x00") {
 			return lc, invalid("label %s: bad environment variable name", k)
 		}
+		if strings.ContainsRune(labels[k], 0) {
+			return lc, invalid("label %s: NUL byte in the value", k)
+		}
 		s.Env = append(s.Env, name+"="+labels[k])
 	}
 	s.Network = network
 
 	if s.Image == "" {
 		return lc, invalid("no image: set the %s label or container.docker.image", labelImage)
-	}
-	if s.Privileged && !p.AllowPrivileged {
-		return lc, invalid("privileged containers are refused (start the executor with --allow-privileged to allow them)")
-	}
-	for _, mode := range []struct{ name, v string }{{"pid", s.PidMode}, {"ipc", s.IpcMode}, {"uts", s.UTSMode}} {
-		if mode.v == "host" && !p.AllowHostNamespaces {
-			return lc, invalid("docker parameter %s=host is refused (start the executor with --allow-host-namespaces to allow it)", mode.name)
-		}
 	}
 
 	// Resources.
@@ -235,6 +234,9 @@ func parseTask(info *mesos.TaskInfo, p Policy, hostSandbox string) (launchConfig
 	// Kill grace: kill_policy, then the kill.grace label.
 	lc.killGrace = p.DefaultKillGrace
 	if kp := info.GetKillPolicy(); kp != nil && kp.GracePeriod != nil {
+		if kp.GracePeriod.Nanoseconds < 0 {
+			return lc, invalid("kill_policy.grace_period is negative")
+		}
 		lc.killGrace = time.Duration(kp.GracePeriod.Nanoseconds)
 	}
 	if v, ok := labels[labelKillGrace]; ok {
@@ -266,6 +268,11 @@ func parseTask(info *mesos.TaskInfo, p Policy, hostSandbox string) (launchConfig
 	}
 
 	s.CgroupParent = p.CgroupParent
+	// The one gate before Docker: whatever the labels, parameters and
+	// native fields asked for, the operator's policy decides.
+	if err := p.Operator.Check(*s, hostSandbox); err != nil {
+		return lc, fmt.Errorf("%w: %w", ErrInvalidTask, err)
+	}
 	return lc, nil
 }
 
@@ -298,7 +305,13 @@ func stringArray(key, v string) ([]string, error) {
 	return out, nil
 }
 
+// applyParameter takes the Docker parameters the executor supports (an
+// allow-list); anything else fails the task. Whether a namespace mode is
+// allowed is the operator policy's decision (policy.Check), not the parser's.
 func applyParameter(s *containerd.Spec, network *string, key, value string) error {
+	if strings.ContainsRune(value, 0) {
+		return invalid("docker parameter %s: NUL byte in the value", key)
+	}
 	switch key {
 	case "pid":
 		s.PidMode = value
@@ -306,6 +319,10 @@ func applyParameter(s *containerd.Spec, network *string, key, value string) erro
 		s.IpcMode = value
 	case "uts":
 		s.UTSMode = value
+	case "userns":
+		s.UsernsMode = value
+	case "cgroupns":
+		s.CgroupnsMode = value
 	case "user":
 		s.User = value
 	case "workdir":
@@ -315,38 +332,41 @@ func applyParameter(s *containerd.Spec, network *string, key, value string) erro
 	case "net", "network":
 		*network = value
 	case "env", "e":
-		if !strings.Contains(value, "=") {
+		if i := strings.IndexByte(value, '='); i <= 0 {
 			return invalid("docker parameter %s=%q: want NAME=value", key, value)
 		}
 		s.Env = append(s.Env, value)
 	default:
 		return invalid("docker parameter %q is not supported", key)
 	}
-	for _, m := range []string{s.PidMode, s.IpcMode, s.UTSMode} {
-		if m != "" && m != "host" {
-			return invalid("docker parameter %s=%q: only host is supported", key, value)
-		}
-	}
 	return nil
 }
 
-func volumeMount(v mesos.Volume, hostSandbox string, allowHost bool) (containerd.Mount, error) {
+// volumeMount turns a host_path volume into a bind mount. A relative
+// host_path lives in the task's sandbox, as with Mesos; whether an absolute one
+// may be mounted is the operator policy's decision (policy.Check).
+func volumeMount(v mesos.Volume, hostSandbox string) (containerd.Mount, error) {
 	if v.HostPath == nil || v.GetHostPath() == "" {
 		return containerd.Mount{}, invalid("volume %s: only host_path volumes are supported", v.ContainerPath)
 	}
-	if !filepath.IsAbs(v.ContainerPath) {
-		return containerd.Mount{}, invalid("volume container_path %q must be absolute", v.ContainerPath)
+	cp := v.ContainerPath
+	if !filepath.IsAbs(cp) || strings.ContainsRune(cp, 0) {
+		return containerd.Mount{}, invalid("volume container_path %q must be absolute", cp)
+	}
+	if c := filepath.Clean(cp); c == "/" || policy.Inside(c, containerd.SandboxMountPoint) {
+		return containerd.Mount{}, invalid("volume container_path %q would hide the root filesystem or the sandbox", cp)
 	}
 	hp := v.GetHostPath()
+	if strings.ContainsRune(hp, 0) {
+		return containerd.Mount{}, invalid("volume host_path: NUL byte")
+	}
 	if !filepath.IsAbs(hp) {
 		hp = filepath.Join(hostSandbox, hp)
+		if !policy.Inside(hp, hostSandbox) {
+			return containerd.Mount{}, invalid("volume host_path %q leaves the task sandbox", v.GetHostPath())
+		}
 	}
-	hp = filepath.Clean(hp)
-	inside := hp == hostSandbox || strings.HasPrefix(hp, hostSandbox+string(filepath.Separator))
-	if !inside && !allowHost {
-		return containerd.Mount{}, invalid("volume host_path %q is outside the task sandbox (start the executor with --allow-host-mounts to allow it)", v.GetHostPath())
-	}
-	return containerd.Mount{HostPath: hp, ContainerPath: v.ContainerPath, ReadOnly: v.GetMode() == mesos.RO}, nil
+	return containerd.Mount{HostPath: filepath.Clean(hp), ContainerPath: cp, ReadOnly: v.GetMode() == mesos.RO}, nil
 }
 
 func isBuiltinNetwork(n string) bool { return n == "bridge" || n == "host" || n == "none" }

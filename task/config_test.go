@@ -232,7 +232,8 @@ func TestParseTask(t *testing.T) {
 			},
 		},
 		{
-			name: "docker.network label overrides the native network",
+			name:   "docker.network label overrides the native network",
+			policy: func(p *Policy) { p.Operator.AllowHostNamespaces = true; p.Operator.AllowedNetworks = []string{"*"} },
 			task: func(ti *mesos.TaskInfo) {
 				ti.Container.Docker.Network = mesos.ContainerInfo_DockerInfo_BRIDGE.Enum()
 				ti.Labels = labels("docker.network", "host")
@@ -240,14 +241,16 @@ func TestParseTask(t *testing.T) {
 			want: func(lc *launchConfig) { lc.spec.Network = "host" },
 		},
 		{
-			name: "docker.network label names a user-defined network",
-			task: withLabels("docker.network", "backend"),
-			want: func(lc *launchConfig) { lc.spec.Network = "backend" },
+			name:   "docker.network label names a user-defined network",
+			policy: func(p *Policy) { p.Operator.AllowHostNamespaces = true; p.Operator.AllowedNetworks = []string{"*"} },
+			task:   withLabels("docker.network", "backend"),
+			want:   func(lc *launchConfig) { lc.spec.Network = "backend" },
 		},
 		{
-			name: "native network HOST",
-			task: func(ti *mesos.TaskInfo) { ti.Container.Docker.Network = mesos.ContainerInfo_DockerInfo_HOST.Enum() },
-			want: func(lc *launchConfig) { lc.spec.Network = "host" },
+			name:   "native network HOST",
+			policy: func(p *Policy) { p.Operator.AllowHostNamespaces = true; p.Operator.AllowedNetworks = []string{"*"} },
+			task:   func(ti *mesos.TaskInfo) { ti.Container.Docker.Network = mesos.ContainerInfo_DockerInfo_HOST.Enum() },
+			want:   func(lc *launchConfig) { lc.spec.Network = "host" },
 		},
 		{
 			name: "native network NONE",
@@ -255,7 +258,8 @@ func TestParseTask(t *testing.T) {
 			want: func(lc *launchConfig) { lc.spec.Network = "none" },
 		},
 		{
-			name: "native network USER takes the network_infos name",
+			name:   "native network USER takes the network_infos name",
+			policy: func(p *Policy) { p.Operator.AllowHostNamespaces = true; p.Operator.AllowedNetworks = []string{"*"} },
 			task: func(ti *mesos.TaskInfo) {
 				ti.Container.Docker.Network = mesos.ContainerInfo_DockerInfo_USER.Enum()
 				ti.Container.NetworkInfos = []mesos.NetworkInfo{{Name: ptr("overlay-1")}}
@@ -359,7 +363,8 @@ func TestParseTask(t *testing.T) {
 			},
 		},
 		{
-			name: "port mappings on a user-defined network",
+			name:   "port mappings on a user-defined network",
+			policy: func(p *Policy) { p.Operator.AllowHostNamespaces = true; p.Operator.AllowedNetworks = []string{"*"} },
 			task: func(ti *mesos.TaskInfo) {
 				ti.Resources = []mesos.Resource{portsResource(mesos.Value_Range{Begin: 31000, End: 31000})}
 				ti.Container.Docker.PortMappings = []mesos.ContainerInfo_DockerInfo_PortMapping{portMapping(31000, 80, "")}
@@ -373,20 +378,21 @@ func TestParseTask(t *testing.T) {
 		{
 			name:   "privileged allowed by policy",
 			task:   func(ti *mesos.TaskInfo) { ti.Container.Docker.Privileged = ptr(true) },
-			policy: func(p *Policy) { p.AllowPrivileged = true },
+			policy: func(p *Policy) { p.Operator.AllowPrivileged = true },
 			want:   func(lc *launchConfig) { lc.spec.Privileged = true },
 		},
 		{
 			name:   "host namespaces allowed by policy",
 			task:   parameters("pid", "host", "ipc", "host", "uts", "host"),
-			policy: func(p *Policy) { p.AllowHostNamespaces = true },
+			policy: func(p *Policy) { p.Operator.AllowHostNamespaces = true },
 			want: func(lc *launchConfig) {
 				lc.spec.PidMode, lc.spec.IpcMode, lc.spec.UTSMode = "host", "host", "host"
 			},
 		},
 		{
-			name: "supported docker parameters",
-			task: parameters("user", "1000:1000", "workdir", "/srv", "hostname", "h1", "env", "X=1", "e", "Y=2", "network", "backend"),
+			name:   "supported docker parameters",
+			policy: func(p *Policy) { p.Operator.AllowHostNamespaces = true; p.Operator.AllowedNetworks = []string{"*"} },
+			task:   parameters("user", "1000:1000", "workdir", "/srv", "hostname", "h1", "env", "X=1", "e", "Y=2", "network", "backend"),
 			want: func(lc *launchConfig) {
 				lc.spec.User = "1000:1000"
 				lc.spec.WorkingDir = "/srv"
@@ -419,7 +425,7 @@ func TestParseTask(t *testing.T) {
 			task: func(ti *mesos.TaskInfo) {
 				ti.Container.Volumes = []mesos.Volume{hostVolume("/etc/ssl/certs", "/etc/ssl/certs", mesos.RO)}
 			},
-			policy: func(p *Policy) { p.AllowHostMounts = true },
+			policy: func(p *Policy) { p.Operator.AllowHostMounts = true },
 			want: func(lc *launchConfig) {
 				lc.spec.Mounts = []containerd.Mount{{HostPath: "/etc/ssl/certs", ContainerPath: "/etc/ssl/certs", ReadOnly: true}}
 			},
@@ -687,12 +693,12 @@ func TestParseTaskInvalid(t *testing.T) {
 		{
 			name: "privileged refused",
 			task: func(ti *mesos.TaskInfo) { ti.Container.Docker.Privileged = ptr(true) },
-			want: []string{"privileged", "--allow-privileged"},
+			want: []string{"privileged", "allow-privileged in the policy file"},
 		},
 		{
 			name: "pid=host refused",
 			task: parameters("pid", "host"),
-			want: []string{"pid=host", "--allow-host-namespaces"},
+			want: []string{"pid=host", "allow-host-namespaces in the policy file"},
 		},
 		{
 			name: "ipc=host refused",
@@ -705,10 +711,69 @@ func TestParseTaskInvalid(t *testing.T) {
 			want: []string{"uts=host"},
 		},
 		{
-			name:   "pid other than host",
+			name:   "pid of another container",
 			task:   parameters("pid", "container:abc"),
-			policy: func(p *Policy) { p.AllowHostNamespaces = true },
-			want:   []string{"pid", `"container:abc"`, "only host"},
+			policy: func(p *Policy) { p.Operator.AllowHostNamespaces = true },
+			want:   []string{"pid=container:abc", "allow-container-namespaces"},
+		},
+		{
+			name: "network of another container (label)",
+			task: func(ti *mesos.TaskInfo) { ti.Labels = labels("docker.network", "container:victim") },
+			want: []string{"network=container:victim", "allow-container-namespaces"},
+		},
+		{
+			name: "network of another container (parameter)",
+			task: parameters("net", "container:victim"),
+			want: []string{"network=container:victim", "allow-container-namespaces"},
+		},
+		{
+			name:   "user-defined network not in the allow-list",
+			task:   func(ti *mesos.TaskInfo) { ti.Labels = labels("docker.network", "backend") },
+			policy: func(p *Policy) { p.Operator.AllowedNetworks = []string{"frontend"} },
+			want:   []string{"network backend", "allowed-networks"},
+		},
+		{
+			name: "host network",
+			task: func(ti *mesos.TaskInfo) { ti.Labels = labels("docker.network", "host") },
+			want: []string{"network=host", "allow-host-namespaces"},
+		},
+		{
+			name: "userns=host",
+			task: parameters("userns", "host"),
+			want: []string{"userns=host"},
+		},
+		{
+			name: "environment variable with an empty name",
+			task: func(ti *mesos.TaskInfo) {
+				ti.Command = &mesos.CommandInfo{Shell: ptr(false), Environment: &mesos.Environment{Variables: []mesos.Environment_Variable{{Name: "", Value: ptr("x")}}}}
+			},
+			want: []string{"command.environment", "bad name"},
+		},
+		{
+			name: "environment variable with a NUL",
+			task: func(ti *mesos.TaskInfo) {
+				ti.Command = &mesos.CommandInfo{Shell: ptr(false), Environment: &mesos.Environment{Variables: []mesos.Environment_Variable{{Name: "A", Value: ptr("x\x00y")}}}}
+			},
+			want: []string{"command.environment", "NUL"},
+		},
+		{
+			name: "volume over the root",
+			task: func(ti *mesos.TaskInfo) { ti.Container.Volumes = []mesos.Volume{hostVolume("data", "/", mesos.RW)} },
+			want: []string{"container_path", `"/"`},
+		},
+		{
+			name: "volume over the sandbox mount",
+			task: func(ti *mesos.TaskInfo) {
+				ti.Container.Volumes = []mesos.Volume{hostVolume("data", "/mnt/mesos/sandbox", mesos.RW)}
+			},
+			want: []string{"container_path", "sandbox"},
+		},
+		{
+			name: "negative kill_policy grace",
+			task: func(ti *mesos.TaskInfo) {
+				ti.KillPolicy = &mesos.KillPolicy{GracePeriod: &mesos.DurationInfo{Nanoseconds: -1}}
+			},
+			want: []string{"kill_policy", "negative"},
 		},
 		{
 			name: "unsupported docker parameter",
@@ -725,21 +790,21 @@ func TestParseTaskInvalid(t *testing.T) {
 			task: func(ti *mesos.TaskInfo) {
 				ti.Container.Volumes = []mesos.Volume{hostVolume("/etc", "/host-etc", mesos.RO)}
 			},
-			want: []string{`"/etc"`, "outside the task sandbox", "--allow-host-mounts"},
+			want: []string{"/etc", "outside the task sandbox", "allow-host-mounts in the policy file"},
 		},
 		{
 			name: "relative volume escaping the sandbox",
 			task: func(ti *mesos.TaskInfo) {
 				ti.Container.Volumes = []mesos.Volume{hostVolume("../../../../../../etc", "/host-etc", mesos.RO)}
 			},
-			want: []string{`"../../../../../../etc"`, "outside the task sandbox"},
+			want: []string{`"../../../../../../etc"`, "leaves the task sandbox"},
 		},
 		{
 			name: "relative volume into a sibling task's sandbox",
 			task: func(ti *mesos.TaskInfo) {
 				ti.Container.Volumes = []mesos.Volume{hostVolume("../t2", "/t2", mesos.RW)}
 			},
-			want: []string{`"../t2"`, "outside the task sandbox"},
+			want: []string{`"../t2"`, "leaves the task sandbox"},
 		},
 		{
 			name: "absolute volume sharing the sandbox's prefix",

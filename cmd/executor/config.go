@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mdx-executor/mdx/agent"
+	"github.com/mdx-executor/mdx/policy"
 	"github.com/mdx-executor/mdx/status"
 )
 
@@ -27,9 +28,11 @@ type Config struct {
 	DockerHost   string
 	CgroupParent string
 
-	AllowPrivileged     bool
-	AllowHostNamespaces bool
-	AllowHostMounts     bool
+	// PolicyFile is the operator's policy file; Narrowing is what flags and
+	// EXECUTOR_* variables said of the policy settings, each of which can
+	// only narrow what the file allows.
+	PolicyFile string
+	Narrowing  policy.Narrowing
 
 	DefaultKillGrace time.Duration
 	RemoveDelay      time.Duration
@@ -70,9 +73,14 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "executor log level: debug, info, warn, error")
 	fs.StringVar(&c.DockerHost, "docker-host", "", "Docker Engine address (default $DOCKER_HOST or unix:///var/run/docker.sock)")
 	fs.StringVar(&c.CgroupParent, "cgroup-parent", "", "cgroup parent for task containers (default: Docker's)")
-	fs.BoolVar(&c.AllowPrivileged, "allow-privileged", false, "allow tasks to run privileged containers")
-	fs.BoolVar(&c.AllowHostNamespaces, "allow-host-namespaces", false, "allow tasks to use the host's pid, ipc or uts namespace")
-	fs.BoolVar(&c.AllowHostMounts, "allow-host-mounts", false, "allow tasks to bind-mount host paths outside their sandbox")
+	fs.StringVar(&c.PolicyFile, "policy-file", policy.DefaultFile, "the operator's policy file (JSON; used only if root-owned, not group/world-writable, outside every sandbox)")
+	var allowPriv, allowHostNS, allowHostMounts, allowContainerNS bool
+	var allowedNets string
+	fs.BoolVar(&allowPriv, policy.KeyAllowPrivileged, false, "false narrows the policy file's allow-privileged (a flag can never widen the file)")
+	fs.BoolVar(&allowHostNS, policy.KeyAllowHostNamespaces, false, "false narrows the policy file's allow-host-namespaces")
+	fs.BoolVar(&allowHostMounts, policy.KeyAllowHostMounts, false, "false narrows the policy file's allow-host-mounts")
+	fs.BoolVar(&allowContainerNS, policy.KeyAllowContainerNamespaces, false, "false narrows the policy file's allow-container-namespaces")
+	fs.StringVar(&allowedNets, policy.KeyAllowedNetworks, "", "comma-separated user-defined networks: narrows the policy file's allowed-networks")
 	fs.DurationVar(&c.DefaultKillGrace, "default-kill-grace", 3*time.Second, "grace between the stop signal and SIGKILL when the task sets none")
 	fs.DurationVar(&c.RemoveDelay, "remove-delay", time.Minute, "how long a finished task's container is kept before removal")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 0, "exit after this long without tasks once every update is acknowledged (0: never)")
@@ -95,9 +103,11 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 
 	// Environment first, so that flags on the command line override it.
 	var envErr error
+	set := map[string]bool{}
 	fs.VisitAll(func(f *flag.Flag) {
 		name := envPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
 		if v := getenv(name); v != "" {
+			set[f.Name] = true
 			if err := f.Value.Set(v); err != nil && envErr == nil {
 				envErr = fmt.Errorf("%s=%q: %w", name, v, err)
 			}
@@ -117,6 +127,27 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	boolIfSet := func(name string, v bool) *bool {
+		if !set[name] {
+			return nil
+		}
+		return &v
+	}
+	c.Narrowing = policy.Narrowing{
+		AllowPrivileged:          boolIfSet(policy.KeyAllowPrivileged, allowPriv),
+		AllowHostNamespaces:      boolIfSet(policy.KeyAllowHostNamespaces, allowHostNS),
+		AllowHostMounts:          boolIfSet(policy.KeyAllowHostMounts, allowHostMounts),
+		AllowContainerNamespaces: boolIfSet(policy.KeyAllowContainerNamespaces, allowContainerNS),
+	}
+	if set[policy.KeyAllowedNetworks] {
+		c.Narrowing.AllowedNetworks = []string{}
+		for _, n := range strings.Split(allowedNets, ",") {
+			if n = strings.TrimSpace(n); n != "" {
+				c.Narrowing.AllowedNetworks = append(c.Narrowing.AllowedNetworks, n)
+			}
+		}
 	}
 	switch c.LogFormat {
 	case "text", "json":

@@ -78,6 +78,8 @@ func run(cfg Config) int {
 	root, cancelRoot := context.WithCancel(context.Background())
 	defer cancelRoot()
 
+	pol := loadPolicy(cfg, log)
+
 	cg := isolation.Detect("")
 	if len(cg.Warnings) > 0 {
 		log.WithField("cgroups", cg.String()).Warn("cgroup isolation degraded")
@@ -128,14 +130,12 @@ func run(cfg Config) int {
 	link := agent.New(cfg.Agent, log.WithField("component", "agent"))
 	mgr := task.New(task.Config{
 		Policy: task.Policy{
-			AllowPrivileged:     cfg.AllowPrivileged,
-			AllowHostNamespaces: cfg.AllowHostNamespaces,
-			AllowHostMounts:     cfg.AllowHostMounts,
-			DefaultKillGrace:    cfg.DefaultKillGrace,
-			FrameworkID:         cfg.Agent.FrameworkID,
-			ExecutorID:          cfg.Agent.ExecutorID,
-			AgentID:             cfg.Agent.AgentID,
-			CgroupParent:        cfg.CgroupParent,
+			Operator:         pol,
+			DefaultKillGrace: cfg.DefaultKillGrace,
+			FrameworkID:      cfg.Agent.FrameworkID,
+			ExecutorID:       cfg.Agent.ExecutorID,
+			AgentID:          cfg.Agent.AgentID,
+			CgroupParent:     cfg.CgroupParent,
 		},
 		SandboxRoot:     cfg.Agent.Sandbox,
 		HostSandboxRoot: cfg.Agent.Directory,
@@ -191,7 +191,7 @@ func run(cfg Config) int {
 	}
 	link.OnAck = m.observeAck
 
-	src := &stateSource{cfg: cfg, instance: instance, started: time.Now(), mgr: mgr, link: link, docker: dinfo,
+	src := &stateSource{cfg: cfg, policy: pol, instance: instance, started: time.Now(), mgr: mgr, link: link, docker: dinfo,
 		dockerAPI: dc.APIVersion(), cgroups: cg, storage: storage, remover: remover, sweeper: sweeper, images: images,
 		reaper: rp, zombies: zombies}
 	var bg sync.WaitGroup

@@ -8,6 +8,7 @@ import (
 	"github.com/mdx-executor/mdx/cleanup"
 	"github.com/mdx-executor/mdx/containerd"
 	"github.com/mdx-executor/mdx/isolation"
+	"github.com/mdx-executor/mdx/policy"
 	"github.com/mdx-executor/mdx/reaper"
 	"github.com/mdx-executor/mdx/status"
 	"github.com/mdx-executor/mdx/task"
@@ -17,6 +18,7 @@ import (
 // piece of state; it holds none itself.
 type stateSource struct {
 	cfg       Config
+	policy    policy.Policy
 	instance  string
 	started   time.Time
 	mgr       *task.Manager
@@ -55,6 +57,10 @@ func (s *stateSource) State() status.State {
 		st.Unacknowledged = append(st.Unacknowledged, status.PendingUpdate{
 			TaskID: u.TaskID, State: u.State.String(), UUID: u.UUID, AgeSeconds: u.Age.Seconds(),
 		})
+	}
+	st.Policy = &status.PolicyState{File: s.policy.File, FileStatus: s.policy.FileStatus}
+	for _, ps := range s.policy.Settings() {
+		st.Policy.Settings = append(st.Policy.Settings, status.PolicySetting{Name: ps.Name, Value: ps.Value, Source: string(ps.Source)})
 	}
 	st.Cleanup = s.cleanupState()
 	st.OrphansReaped = s.reaper.Stats().OrphansReaped
