@@ -79,8 +79,8 @@ const (
 // within AliveInterval. When that file cannot be read it returns the
 // container's age, an upper bound, and false.
 func orphanedFor(c containerd.Summary) (time.Duration, bool) {
-	if c.SandboxDir != "" {
-		alive := filepath.Join(filepath.Dir(filepath.Dir(c.SandboxDir)), AliveFile)
+	if es := executorSandbox(c.SandboxDir); es != "" {
+		alive := filepath.Join(es, AliveFile)
 		if fi, err := os.Stat(alive); err == nil {
 			return time.Since(fi.ModTime()), true
 		}
@@ -116,4 +116,19 @@ func TouchAlive(ctx context.Context, dir string, log *logrus.Entry) {
 		case <-t.C:
 		}
 	}
+}
+
+// executorSandbox returns the executor sandbox that holds a container's
+// sandbox mount: <executor sandbox>/tasks/<task_id>/sandbox (earlier
+// versions mounted tasks/<task_id> itself). "" when the path has no tasks/.
+func executorSandbox(containerSandbox string) string {
+	d := containerSandbox
+	for i := 0; i < 3 && d != "/" && d != "."; i++ {
+		parent := filepath.Dir(d)
+		if filepath.Base(parent) == "tasks" {
+			return filepath.Dir(parent)
+		}
+		d = parent
+	}
+	return ""
 }

@@ -7,7 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -32,8 +35,16 @@ const (
 //
 // A RotatingFile is safe for concurrent use; concurrent writes are
 // serialised, each one contiguous in the file.
+//
+// Every file operation goes through a directory descriptor held for the
+// file's life (openat/renameat), never through a path, with O_NOFOLLOW and
+// O_NONBLOCK and a regular-file check: whatever replaces a name in the
+// directory, a symlink to a host file or a FIFO, the writer never follows it
+// and never blocks on it.
 type RotatingFile struct {
-	path     string
+	dir      *os.File // the directory the files live in; owned
+	base     string   // the file's name in dir
+	path     string   // for messages only
 	maxBytes int64
 	keep     int
 
@@ -51,19 +62,43 @@ type RotatingFile struct {
 // OpenRotating opens path for appending, creating it and its parent
 // directories if needed (files 0644, directories 0755, before the umask). An
 // existing file is continued, and counts towards the cap. maxBytes <= 0 means
-// DefaultMaxBytes (10 MiB); keep <= 0 means DefaultKeep (5).
+// DefaultMaxBytes (10 MiB); keep <= 0 means DefaultKeep (5). The directory
+// must be one that no task can change; OpenRotatingAt is for a directory
+// already opened safely.
 func OpenRotating(path string, maxBytes int64, keep int) (*RotatingFile, error) {
+	if err := os.MkdirAll(filepath.Dir(path), dirPerm); err != nil {
+		return nil, fmt.Errorf("create log directory: %w", err)
+	}
+	dir, err := openDir(filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("open log directory: %w", err)
+	}
+	r, err := OpenRotatingAt(dir, filepath.Base(path), maxBytes, keep)
+	dir.Close()
+	return r, err
+}
+
+// OpenRotatingAt opens name in dir for appending, as OpenRotating does. The
+// RotatingFile keeps its own duplicate of dir's descriptor, so the caller
+// may close dir.
+func OpenRotatingAt(dir *os.File, name string, maxBytes int64, keep int) (*RotatingFile, error) {
 	if maxBytes <= 0 {
 		maxBytes = DefaultMaxBytes
 	}
 	if keep <= 0 {
 		keep = DefaultKeep
 	}
-	if err := os.MkdirAll(filepath.Dir(path), dirPerm); err != nil {
-		return nil, fmt.Errorf("create log directory: %w", err)
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
+		return nil, fmt.Errorf("log file name %q: not a plain name", name)
 	}
-	r := &RotatingFile{path: path, maxBytes: maxBytes, keep: keep}
+	fd, err := unix.FcntlInt(dir.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("duplicate log directory descriptor: %w", err)
+	}
+	d := os.NewFile(uintptr(fd), dir.Name())
+	r := &RotatingFile{dir: d, base: name, path: filepath.Join(dir.Name(), name), maxBytes: maxBytes, keep: keep}
 	if err := r.openLocked(); err != nil {
+		d.Close()
 		return nil, err
 	}
 	return r, nil
@@ -104,12 +139,12 @@ func (r *RotatingFile) Close() error {
 		return nil
 	}
 	r.closed = true
-	return r.f.Close()
+	return errors.Join(r.f.Close(), r.dir.Close())
 }
 
-// openLocked opens (or creates) path for appending and records its size.
+// openLocked opens (or creates) the file for appending and records its size.
 func (r *RotatingFile) openLocked() error {
-	f, err := os.OpenFile(r.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, filePerm)
+	f, err := OpenFileAt(r.dir, r.base, unix.O_WRONLY|unix.O_APPEND|unix.O_CREAT, filePerm)
 	if err != nil {
 		return fmt.Errorf("open log file: %w", err)
 	}
@@ -128,7 +163,7 @@ func (r *RotatingFile) rotateLocked() error {
 	// Renaming over path.keep drops the oldest; a missing path.N is a gap
 	// left by an earlier, smaller keep or a manual cleanup, and is skipped.
 	for i := r.keep - 1; i >= 1; i-- {
-		err := os.Rename(r.name(i), r.name(i+1))
+		err := unix.Renameat(int(r.dir.Fd()), r.name(i), int(r.dir.Fd()), r.name(i+1))
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("rotate log file: %w", err)
 		}
@@ -137,7 +172,7 @@ func (r *RotatingFile) rotateLocked() error {
 	// is nothing to keep: start a new file once the directory allows it.
 	// The directory is not recreated here, since the cleanup may have
 	// removed it on purpose.
-	if err := os.Rename(r.path, r.name(1)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := unix.Renameat(int(r.dir.Fd()), r.base, int(r.dir.Fd()), r.name(1)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("rotate log file: %w", err)
 	}
 	r.moved = true
@@ -159,5 +194,5 @@ func (r *RotatingFile) reopenLocked() error {
 	return nil
 }
 
-// name returns the path of the i-th rotated file.
-func (r *RotatingFile) name(i int) string { return r.path + "." + strconv.Itoa(i) }
+// name returns the name of the i-th rotated file.
+func (r *RotatingFile) name(i int) string { return r.base + "." + strconv.Itoa(i) }

@@ -1,7 +1,13 @@
 // Package sandbox lays out the files the executor keeps for each task in the
 // Mesos sandbox: a directory per task ($MESOS_SANDBOX/tasks/<task_id>) and, in
 // it, the task's stdout and stderr as size-capped, rotated log files, so that
-// a chatty container cannot fill the agent's disk.
+// a chatty container cannot fill the agent's disk, and the directory the
+// container sees as its sandbox (tasks/<task_id>/sandbox).
+//
+// A container runs as root and can write anything in its own directory, so
+// every file operation here goes through directory descriptors with
+// O_NOFOLLOW and O_NONBLOCK, and the log files sit outside the container's
+// directory altogether.
 //
 // It does not decide when a sandbox is removed (that is the cleanup
 // package's job) and it does not read container output itself; the caller
