@@ -23,6 +23,7 @@ import (
 
 	"github.com/mdx-executor/mdx/containerd"
 	"github.com/mdx-executor/mdx/health"
+	"github.com/mdx-executor/mdx/policy"
 )
 
 // waitTimeout bounds every wait for the manager to do something. It is
@@ -61,6 +62,9 @@ func newFakeRuntime() *fakeRuntime {
 		specs:  map[string]containerd.Spec{},
 		exited: map[string]chan struct{}{},
 		stop:   make(chan struct{}),
+		// A running container has a pid and, on a bridge, an address:
+		// the manager waits for both before TASK_RUNNING.
+		info: containerd.Info{Pid: 4242, IPs: []string{"172.17.0.2"}},
 	}
 }
 
@@ -82,7 +86,20 @@ func (f *fakeRuntime) fail(key string, err error) {
 	f.errs[key] = err
 }
 
+// setInfo sets what Inspect says. A running container always has a pid and,
+// on a bridge, an address, so missing ones get test values; setRawInfo
+// leaves them out.
 func (f *fakeRuntime) setInfo(info containerd.Info) {
+	if info.Pid == 0 {
+		info.Pid = 4242
+	}
+	if info.IPs == nil {
+		info.IPs = []string{"172.17.0.2"}
+	}
+	f.setRawInfo(info)
+}
+
+func (f *fakeRuntime) setRawInfo(info containerd.Info) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.info = info
@@ -116,8 +133,17 @@ func (f *fakeRuntime) Create(ctx context.Context, spec containerd.Spec) (string,
 	id := "ctr-" + taskID
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	// A later run of the same task id gets a container of its own.
+	for n := 2; f.hasSpec(id); n++ {
+		id = fmt.Sprintf("ctr-%s-%d", taskID, n)
+	}
 	f.specs[id] = spec
 	return id, nil
+}
+
+func (f *fakeRuntime) hasSpec(id string) bool {
+	_, ok := f.specs[id]
+	return ok
 }
 
 func (f *fakeRuntime) Start(ctx context.Context, id string) error {
@@ -275,9 +301,14 @@ type fakePublisher struct {
 func (p *fakePublisher) Update(s mesos.TaskStatus) []byte {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	uuid := []byte(fmt.Sprintf("uuid-%d", len(p.updates)+1))
+	s.UUID = uuid
 	p.updates = append(p.updates, s)
-	return []byte(fmt.Sprintf("uuid-%d", len(p.updates)))
+	return uuid
 }
+
+// uuidOf returns the uuid Update gave st.
+func (p *fakePublisher) uuidOf(st mesos.TaskStatus) []byte { return st.UUID }
 
 func (p *fakePublisher) Unacknowledged() int {
 	p.mu.Lock()
@@ -608,7 +639,7 @@ func TestLaunchReportsStartingThenRunning(t *testing.T) {
 	if !slices.Contains(spec.Env, "MESOS_TASK_ID=t1") {
 		t.Errorf("container env = %q; want MESOS_TASK_ID=t1 in it", spec.Env)
 	}
-	wantMount := containerd.Mount{HostPath: filepath.Join(h.cfg.SandboxRoot, "tasks", "t1"), ContainerPath: containerd.SandboxMountPoint}
+	wantMount := containerd.Mount{HostPath: filepath.Join(h.cfg.SandboxRoot, "tasks", "t1", "sandbox"), ContainerPath: containerd.SandboxMountPoint}
 	if len(spec.Mounts) == 0 || spec.Mounts[0] != wantMount {
 		t.Errorf("container mounts = %+v; want the sandbox mount %+v first", spec.Mounts, wantMount)
 	}
@@ -1095,7 +1126,6 @@ func TestTerminalTaskGetsNoMoreUpdates(t *testing.T) {
 		{"KILL", func(h *harness, cid string) { h.m.HandleEvent(killEvent("t1")) }},
 		{"KILL with a kill policy", func(h *harness, cid string) { h.m.HandleEvent(killEvent("t1", 0)) }},
 		{"another exit", func(h *harness, cid string) { h.exit(cid, 1) }},
-		{"LAUNCH again", func(h *harness, cid string) { h.launch(managerTask("t1")) }},
 		{"health change", func(h *harness, cid string) { h.m.SetHealth("t1", false, false, "down") }},
 		{"health kill", func(h *harness, cid string) { h.m.SetHealth("t1", false, true, "down") }},
 	}
@@ -1495,7 +1525,7 @@ func TestHealthCheckTarget(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.network, func(t *testing.T) {
 			fh := newFakeHealth()
-			h := newHarness(t, Config{Health: fh})
+			h := newHarness(t, Config{Health: fh, Policy: Policy{Operator: policy.Policy{AllowHostNamespaces: true, AllowedNetworks: []string{"*"}}}})
 			h.rt.setInfo(containerd.Info{IPs: []string{"172.17.0.9"}, Pid: 77})
 			cid := h.running(managerTask("t1", "docker.network", tt.network, "health.type", "cmd", "health.cmd", `["true"]`))
 			waitFor(t, "the health check to start", func() bool { _, _, ok := fh.started("t1"); return ok })
@@ -1611,7 +1641,9 @@ func TestSnapshot(t *testing.T) {
 		"c": {"TASK_RUNNING", nil, "ctr-c", "", []string{"TASK_STARTING", "TASK_RUNNING"}, true, false},
 		"d": {"TASK_FAILED", nil, "", "REASON_TASK_INVALID", []string{"TASK_FAILED"}, false, true},
 	}
-	views := h.m.Snapshot()
+	// The harness's sync barriers are KILLs of unknown tasks, which the
+	// snapshot lists too (killed once): leave them out.
+	views := slices.DeleteFunc(h.m.Snapshot(), func(v View) bool { return strings.HasPrefix(v.TaskID, "sync-") })
 	var ids []string
 	for _, v := range views {
 		ids = append(ids, v.TaskID)

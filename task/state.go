@@ -6,16 +6,6 @@ import (
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 )
 
-// phase is the manager's view of a task, finer than the Mesos state it
-// reports: Mesos has one STARTING for "pulling", "creating" and "starting".
-type phase int
-
-const (
-	phaseLaunching phase = iota // STARTING sent; pull/create/start in flight
-	phaseRunning                // RUNNING sent
-	phaseTerminal               // a terminal update was sent; nothing changes any more
-)
-
 // transitions lists the Mesos states each state may move to. Updates are
 // built only through (*task).setState, which refuses anything else, so a
 // terminal task can never be revived by a late event.

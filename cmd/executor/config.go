@@ -54,6 +54,10 @@ type Config struct {
 
 	ZombieThreshold int
 	ZombieInterval  time.Duration
+
+	ReconcileInterval time.Duration
+	FinishedKept      int
+	FinishedMaxAge    time.Duration
 }
 
 // envPrefix: every flag can also come from EXECUTOR_<NAME> (dashes become
@@ -98,6 +102,9 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.BoolVar(&c.ImageGCDangling, "image-gc-dangling", false, "image collection also removes dangling images")
 	fs.IntVar(&c.ZombieThreshold, "zombie-threshold", 10, "log a warning when a task's container holds more zombie processes than this")
 	fs.DurationVar(&c.ZombieInterval, "zombie-interval", 30*time.Second, "interval of the zombie count in task containers")
+	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", time.Minute, "how often every running task is checked against Docker (also after every events stream reconnect)")
+	fs.IntVar(&c.FinishedKept, "finished-tasks-kept", 1000, "records of finished tasks kept for /state, executor status and the sandbox sweep")
+	fs.DurationVar(&c.FinishedMaxAge, "finished-tasks-max-age", 24*time.Hour, "how long a finished task's record is kept")
 	fs.StringVar(&wire, "wire-format", wire, "agent API encoding: protobuf or json")
 	fs.DurationVar(&heartbeat, "agent-heartbeat", 30*time.Second, "interval of HEARTBEAT calls that detect a dead agent connection (negative: off)")
 

@@ -137,17 +137,20 @@ func run(cfg Config) int {
 			AgentID:          cfg.Agent.AgentID,
 			CgroupParent:     cfg.CgroupParent,
 		},
-		SandboxRoot:     cfg.Agent.Sandbox,
-		HostSandboxRoot: cfg.Agent.Directory,
-		Instance:        instance,
-		BootID:          bootID(),
-		RemoveDelay:     cfg.RemoveDelay,
-		ShutdownGrace:   cfg.Agent.ShutdownGracePeriod,
-		IdleTimeout:     cfg.IdleTimeout,
-		LogMaxBytes:     cfg.TaskLogMaxBytes,
-		LogKeep:         cfg.TaskLogMaxFiles,
-		Health:          sup,
-		Remover:         remover,
+		SandboxRoot:       cfg.Agent.Sandbox,
+		HostSandboxRoot:   cfg.Agent.Directory,
+		Instance:          instance,
+		BootID:            bootID(),
+		RemoveDelay:       cfg.RemoveDelay,
+		ShutdownGrace:     cfg.Agent.ShutdownGracePeriod,
+		IdleTimeout:       cfg.IdleTimeout,
+		LogMaxBytes:       cfg.TaskLogMaxBytes,
+		LogKeep:           cfg.TaskLogMaxFiles,
+		ReconcileInterval: cfg.ReconcileInterval,
+		FinishedKept:      cfg.FinishedKept,
+		FinishedMaxAge:    cfg.FinishedMaxAge,
+		Health:            sup,
+		Remover:           remover,
 		ImageUsed: func(ref string) {
 			if images != nil {
 				images.Used(ref)
@@ -247,12 +250,22 @@ func run(cfg Config) int {
 	}()
 	go func() {
 		defer bg.Done()
+		// A reopened events stream may have missed a container removed
+		// while it was down: reconcile the running tasks after each.
+		seen := dc.StreamReconnects()
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
 		for {
 			select {
 			case <-bgCtx.Done():
 				return
 			case e := <-exits:
 				mgr.HandleExit(e)
+			case <-tick.C:
+				if n := dc.StreamReconnects(); n != seen {
+					seen = n
+					mgr.Reconcile()
+				}
 			}
 		}
 	}()

@@ -1,0 +1,192 @@
+package task
+
+import (
+	"fmt"
+	"syscall"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/mdx-executor/mdx/containerd"
+)
+
+// onExit handles a container's exit: first report (drained false) closes
+// the log follower's wait and waits, off the loop, for the stream to drain;
+// the second (drained true) sends the terminal update.
+func (m *Manager) onExit(e containerd.Exit, drained bool) {
+	t := m.byContainer[e.ContainerID]
+	if t == nil || t.phase == phaseTerminal {
+		return // not ours, or a repeated report
+	}
+	m.touch(t)
+	if e.OOMKilled && t.oom == oomUnknown {
+		t.oom = oomReported
+	}
+	if !t.started() {
+		t.pendingExit = &e
+		return
+	}
+	if !drained {
+		if t.phase == phaseExiting {
+			return // a repeated report; an OOM flag on it is kept above
+		}
+		if err := t.enter(phaseExiting); err != nil {
+			t.log.WithError(err).Error("exit out of order")
+			return
+		}
+		if t.exitSeen != nil {
+			close(t.exitSeen) // the log follower need not inspect
+		}
+		// Report the exit after the log stream has drained (bounded), so
+		// that a framework reading the sandbox on FINISHED sees all output.
+		done := t.logsDone
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			if done != nil {
+				select {
+				case <-done:
+				case <-time.After(2 * time.Second):
+				case <-m.done:
+					return
+				}
+			}
+			m.post(drainedMsg{e})
+		}()
+		return
+	}
+	e.OOMKilled = e.OOMKilled || t.oom == oomReported
+	if e.ExitCode == 137 && !e.OOMKilled && !t.killing() && t.oom == oomUnknown {
+		// Killed by SIGKILL and not by this executor: most likely the
+		// OOM killer, whose report from Docker can trail the exit. Give
+		// it a moment before calling it a plain failure.
+		t.oom = oomWaited
+		m.after(oomGrace, drainedMsg{e})
+		return
+	}
+	code := e.ExitCode
+	t.exitCode = &code
+	state, reason, msg := m.exitStatus(t, e)
+	t.log.WithFields(logrus.Fields{"exit_code": code, "oom_killed": e.OOMKilled, "state": state.String()}).Info("container exited")
+	m.terminate(t, state, reason, msg)
+}
+
+// exitStatus maps a container exit to the Mesos terminal state, as the
+// built-in executors do, with the reason they omit.
+func (m *Manager) exitStatus(t *task, e containerd.Exit) (mesos.TaskState, mesos.TaskStatus_Reason, string) {
+	desc := describeExit(e.ExitCode)
+	switch {
+	case t.killing() && t.kill.cause == causeMaxCompletion:
+		return mesos.TASK_FAILED, mesos.REASON_MAX_COMPLETION_TIME_REACHED,
+			fmt.Sprintf("max_completion_time of %s reached; container %s", t.cfg.maxCompletion, desc)
+	case t.killing() && t.kill.cause == causeHealth:
+		return mesos.TASK_KILLED, 0, fmt.Sprintf("task failed its health check and was killed (%s); container %s", t.healthWhy, desc)
+	case t.killing():
+		return mesos.TASK_KILLED, 0, "task killed; container " + desc
+	case e.OOMKilled:
+		return mesos.TASK_FAILED, mesos.REASON_CONTAINER_LIMITATION_MEMORY,
+			fmt.Sprintf("container was OOM-killed: memory limit %d MiB reached (%s)", t.cfg.memLimit>>20, desc)
+	case e.ExitCode == 0:
+		return mesos.TASK_FINISHED, 0, "container " + desc
+	default:
+		msg := "container " + desc
+		if e.Error != "" {
+			msg += ": " + e.Error
+		}
+		return mesos.TASK_FAILED, 0, msg
+	}
+}
+
+func describeExit(code int) string {
+	if code > 128 && code < 128+65 {
+		sig := syscall.Signal(code - 128)
+		return fmt.Sprintf("exited with status %d (killed by signal %d, %s)", code, code-128, unix.SignalName(sig))
+	}
+	return fmt.Sprintf("exited with status %d", code)
+}
+
+// terminate sends a task's terminal update and releases what it holds except
+// the container, which is removed after RemoveDelay.
+func (m *Manager) terminate(t *task, state mesos.TaskState, reason mesos.TaskStatus_Reason, msg string) {
+	if t.phase == phaseTerminal {
+		return
+	}
+	if t.killing() && t.kill.cause == causeHealth {
+		f := false
+		t.healthy = &f
+	}
+	m.setState(t, state, reason, msg)
+	t.phase = phaseTerminal // every phase may end
+	t.finishedAt = time.Now()
+	m.stopChecks(t)
+	if reason != 0 {
+		m.countFailure(reason)
+	} else if state == mesos.TASK_FAILED {
+		m.countFailure(mesos.REASON_COMMAND_EXECUTOR_FAILED)
+	}
+	t.release()
+	m.closeFiles(t.files)
+	t.files = nil
+	if t.containerID != "" {
+		// Exit first, remove later: the terminal update is queued
+		// above, and the container (its logs, its exit state) stays for
+		// RemoveDelay for an operator to look at. At shutdown the
+		// executor drains the queue without waiting.
+		m.queueRemoval(t, m.cfg.RemoveDelay)
+	}
+	m.armIdle()
+}
+
+// setState builds and publishes one status update, enforcing the Mesos state
+// machine.
+func (m *Manager) setState(t *task, s mesos.TaskState, reason mesos.TaskStatus_Reason, msg string) {
+	if !canMove(t.state, s) {
+		t.log.WithFields(logrus.Fields{"from": t.state.String(), "to": s.String()}).Error("refusing an invalid task state transition")
+		return
+	}
+	m.touch(t)
+	t.state, t.msg = s, msg
+	t.reason = ""
+	st := mesos.TaskStatus{TaskID: t.info.TaskID, State: s.Enum(), Healthy: t.healthy}
+	if t.checkStatus != nil {
+		cs := *t.checkStatus
+		st.CheckStatus = &cs
+	}
+	if msg != "" {
+		st.Message = ptr(msg)
+	}
+	if reason != 0 {
+		st.Reason = reason.Enum()
+		t.reason = reason.String()
+	}
+	if t.ip != "" {
+		ip := t.ip
+		st.ContainerStatus = &mesos.ContainerStatus{NetworkInfos: []mesos.NetworkInfo{{
+			IPAddresses: []mesos.NetworkInfo_IPAddress{{IPAddress: &ip}},
+		}}}
+	}
+	if uuid := m.pub.Update(st); len(uuid) > 0 {
+		if t.unacked == nil {
+			t.unacked = map[string]struct{}{}
+		}
+		t.unacked[string(uuid)] = struct{}{}
+	}
+	h := HistoryEntry{State: s.String(), Reason: t.reason, Message: msg, Healthy: t.healthy, Time: time.Now()}
+	if len(t.history) >= maxHistory {
+		// Views share the backing array, so drop the oldest by copying,
+		// never in place.
+		t.history = append([]HistoryEntry(nil), t.history[1:]...)
+	}
+	t.history = append(t.history, h)
+}
+
+// queueRemoval hands the task's container to the Remover, once.
+func (m *Manager) queueRemoval(t *task, after time.Duration) {
+	if t.containerID == "" || t.removeQueued || m.cfg.Remover == nil {
+		return
+	}
+	t.removeQueued = true
+	m.cfg.Remover.Enqueue(t.containerID, t.id, time.Now().Add(after))
+}
