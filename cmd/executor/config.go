@@ -58,6 +58,8 @@ type Config struct {
 	ReconcileInterval time.Duration
 	FinishedKept      int
 	FinishedMaxAge    time.Duration
+	FactsTimeout      time.Duration
+	AckWait           time.Duration
 }
 
 // envPrefix: every flag can also come from EXECUTOR_<NAME> (dashes become
@@ -105,6 +107,8 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", time.Minute, "how often every running task is checked against Docker (also after every events stream reconnect)")
 	fs.IntVar(&c.FinishedKept, "finished-tasks-kept", 1000, "records of finished tasks kept for /state, executor status and the sandbox sweep")
 	fs.DurationVar(&c.FinishedMaxAge, "finished-tasks-max-age", 24*time.Hour, "how long a finished task's record is kept")
+	fs.DurationVar(&c.FactsTimeout, "facts-timeout", 30*time.Second, "how long the inspects after a start may take to give the container's pid and address before the task fails")
+	fs.DurationVar(&c.AckWait, "ack-wait", 10*time.Minute, "how long a finished task whose updates are unacknowledged stays in the live table")
 	fs.StringVar(&wire, "wire-format", wire, "agent API encoding: protobuf or json")
 	fs.DurationVar(&heartbeat, "agent-heartbeat", 30*time.Second, "interval of HEARTBEAT calls that detect a dead agent connection (negative: off)")
 

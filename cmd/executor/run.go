@@ -149,6 +149,8 @@ func run(cfg Config) int {
 		ReconcileInterval: cfg.ReconcileInterval,
 		FinishedKept:      cfg.FinishedKept,
 		FinishedMaxAge:    cfg.FinishedMaxAge,
+		FactsTimeout:      cfg.FactsTimeout,
+		AckWait:           cfg.AckWait,
 		Health:            sup,
 		Remover:           remover,
 		ImageUsed: func(ref string) {
