@@ -33,6 +33,10 @@ func (p Policy) Check(s containerd.Spec, sandbox string) error {
 	}
 	for _, m := range modes {
 		switch {
+		case m.v == "host" && m.field == "network":
+			if !p.AllowHostNamespaces && !p.AllowHostNetwork {
+				return refuse("network=host: the host's network needs %s (or %s) in the policy file", KeyAllowHostNetwork, KeyAllowHostNamespaces)
+			}
 		case m.v == "host":
 			if !p.AllowHostNamespaces {
 				return refuse("%s=host: the host's namespaces need %s in the policy file", m.field, KeyAllowHostNamespaces)

@@ -10,6 +10,17 @@ import (
 
 const sb = "/var/lib/mesos/slaves/a/frameworks/f/executors/e/runs/r/tasks/t1/sandbox"
 
+func TestHostNetworkAlone(t *testing.T) {
+	p := Default()
+	p.AllowHostNetwork = true
+	if err := p.Check(containerd.Spec{Network: "host"}, sb); err != nil {
+		t.Errorf("network=host with allow-host-network: %v", err)
+	}
+	if err := p.Check(containerd.Spec{PidMode: "host"}, sb); err == nil {
+		t.Error("allow-host-network let pid=host through")
+	}
+}
+
 func TestCheck(t *testing.T) {
 	open := Default()
 	open.AllowPrivileged, open.AllowHostMounts, open.AllowHostNamespaces, open.AllowContainerNamespaces = true, true, true, true

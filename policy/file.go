@@ -22,6 +22,7 @@ type fileDoc struct {
 	AllowPrivileged          *bool     `json:"allow-privileged"`
 	AllowHostMounts          *bool     `json:"allow-host-mounts"`
 	AllowHostNamespaces      *bool     `json:"allow-host-namespaces"`
+	AllowHostNetwork         *bool     `json:"allow-host-network"`
 	AllowContainerNamespaces *bool     `json:"allow-container-namespaces"`
 	AllowedNetworks          *[]string `json:"allowed-networks"`
 	DockerConfig             *string   `json:"docker-config"`
@@ -68,6 +69,7 @@ func (p *Policy) apply(d fileDoc) error {
 	setBool(KeyAllowPrivileged, &p.AllowPrivileged, d.AllowPrivileged)
 	setBool(KeyAllowHostMounts, &p.AllowHostMounts, d.AllowHostMounts)
 	setBool(KeyAllowHostNamespaces, &p.AllowHostNamespaces, d.AllowHostNamespaces)
+	setBool(KeyAllowHostNetwork, &p.AllowHostNetwork, d.AllowHostNetwork)
 	setBool(KeyAllowContainerNamespaces, &p.AllowContainerNamespaces, d.AllowContainerNamespaces)
 	if d.AllowedNetworks != nil {
 		for _, n := range *d.AllowedNetworks {

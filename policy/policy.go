@@ -12,6 +12,7 @@ const (
 	KeyAllowPrivileged          = "allow-privileged"
 	KeyAllowHostMounts          = "allow-host-mounts"
 	KeyAllowHostNamespaces      = "allow-host-namespaces"
+	KeyAllowHostNetwork         = "allow-host-network"
 	KeyAllowContainerNamespaces = "allow-container-namespaces"
 	KeyAllowedNetworks          = "allowed-networks"
 	KeyDockerConfig             = "docker-config"
@@ -47,9 +48,13 @@ const (
 // Policy is the operator's policy in force. The zero value is the safe
 // default: nothing beyond the task's own container is allowed.
 type Policy struct {
-	AllowPrivileged          bool
-	AllowHostMounts          bool
-	AllowHostNamespaces      bool // pid, ipc, uts, userns, cgroupns = host; network host
+	AllowPrivileged     bool
+	AllowHostMounts     bool
+	AllowHostNamespaces bool // pid, ipc, uts, userns, cgroupns = host; network host too
+	// AllowHostNetwork allows network=host alone: common on Mesos hosts,
+	// but a task then shares the host's ports and (with Docker's default
+	// NET_RAW) can see its traffic.
+	AllowHostNetwork         bool
 	AllowContainerNamespaces bool // container:<id> network, pid and ipc modes
 	// AllowedNetworks lists the user-defined Docker networks a task may
 	// join; AnyNetwork allows all. bridge, none are always allowed; host
@@ -78,7 +83,7 @@ func Default() Policy {
 }
 
 var keys = []string{
-	KeyAllowPrivileged, KeyAllowHostMounts, KeyAllowHostNamespaces, KeyAllowContainerNamespaces,
+	KeyAllowPrivileged, KeyAllowHostMounts, KeyAllowHostNamespaces, KeyAllowHostNetwork, KeyAllowContainerNamespaces,
 	KeyAllowedNetworks, KeyDockerConfig, KeyCNIConfDir, KeyCNIBinDir, KeyHooksDir,
 }
 
@@ -94,6 +99,7 @@ type Narrowing struct {
 	AllowPrivileged          *bool
 	AllowHostMounts          *bool
 	AllowHostNamespaces      *bool
+	AllowHostNetwork         *bool
 	AllowContainerNamespaces *bool
 	AllowedNetworks          []string // nil: not set
 }
@@ -117,6 +123,7 @@ func (p *Policy) Narrow(n Narrowing) (ignored []string) {
 	narrowBool(KeyAllowPrivileged, &p.AllowPrivileged, n.AllowPrivileged)
 	narrowBool(KeyAllowHostMounts, &p.AllowHostMounts, n.AllowHostMounts)
 	narrowBool(KeyAllowHostNamespaces, &p.AllowHostNamespaces, n.AllowHostNamespaces)
+	narrowBool(KeyAllowHostNetwork, &p.AllowHostNetwork, n.AllowHostNetwork)
 	narrowBool(KeyAllowContainerNamespaces, &p.AllowContainerNamespaces, n.AllowContainerNamespaces)
 	if n.AllowedNetworks != nil {
 		var kept []string
@@ -153,6 +160,7 @@ func (p Policy) Settings() []Setting {
 		KeyAllowPrivileged:          fmt.Sprint(p.AllowPrivileged),
 		KeyAllowHostMounts:          fmt.Sprint(p.AllowHostMounts),
 		KeyAllowHostNamespaces:      fmt.Sprint(p.AllowHostNamespaces),
+		KeyAllowHostNetwork:         fmt.Sprint(p.AllowHostNetwork),
 		KeyAllowContainerNamespaces: fmt.Sprint(p.AllowContainerNamespaces),
 		KeyAllowedNetworks:          strings.Join(p.AllowedNetworks, ","),
 		KeyDockerConfig:             p.DockerConfig,

@@ -80,10 +80,11 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.DockerHost, "docker-host", "", "Docker Engine address (default $DOCKER_HOST or unix:///var/run/docker.sock)")
 	fs.StringVar(&c.CgroupParent, "cgroup-parent", "", "cgroup parent for task containers (default: Docker's)")
 	fs.StringVar(&c.PolicyFile, "policy-file", policy.DefaultFile, "the operator's policy file (JSON; used only if root-owned, not group/world-writable, outside every sandbox)")
-	var allowPriv, allowHostNS, allowHostMounts, allowContainerNS bool
+	var allowPriv, allowHostNS, allowHostNet, allowHostMounts, allowContainerNS bool
 	var allowedNets string
 	fs.BoolVar(&allowPriv, policy.KeyAllowPrivileged, false, "false narrows the policy file's allow-privileged (a flag can never widen the file)")
 	fs.BoolVar(&allowHostNS, policy.KeyAllowHostNamespaces, false, "false narrows the policy file's allow-host-namespaces")
+	fs.BoolVar(&allowHostNet, policy.KeyAllowHostNetwork, false, "false narrows the policy file's allow-host-network")
 	fs.BoolVar(&allowHostMounts, policy.KeyAllowHostMounts, false, "false narrows the policy file's allow-host-mounts")
 	fs.BoolVar(&allowContainerNS, policy.KeyAllowContainerNamespaces, false, "false narrows the policy file's allow-container-namespaces")
 	fs.StringVar(&allowedNets, policy.KeyAllowedNetworks, "", "comma-separated user-defined networks: narrows the policy file's allowed-networks")
@@ -149,6 +150,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	c.Narrowing = policy.Narrowing{
 		AllowPrivileged:          boolIfSet(policy.KeyAllowPrivileged, allowPriv),
 		AllowHostNamespaces:      boolIfSet(policy.KeyAllowHostNamespaces, allowHostNS),
+		AllowHostNetwork:         boolIfSet(policy.KeyAllowHostNetwork, allowHostNet),
 		AllowHostMounts:          boolIfSet(policy.KeyAllowHostMounts, allowHostMounts),
 		AllowContainerNamespaces: boolIfSet(policy.KeyAllowContainerNamespaces, allowContainerNS),
 	}
