@@ -71,11 +71,11 @@ $(BIN)/docker-registry:
 	rm -rf $(BIN)/.deb-registry
 	$@ --version
 
-REGISTRY_PORT ?= 5000
-REGISTRY_DIR  ?= $(BIN)/registry
-registry: $(BIN)/docker-registry ## run a local registry on 127.0.0.1:$(REGISTRY_PORT) (user mdx, password in $(REGISTRY_DIR)/password) until Ctrl-C
-	@mkdir -p $(REGISTRY_DIR)
-	$(GO) run ./test/registry -bin $(BIN)/docker-registry -dir $(REGISTRY_DIR) -addr 127.0.0.1:$(REGISTRY_PORT)
+LOCAL_REGISTRY_PORT ?= 5000
+LOCAL_REGISTRY_DIR  ?= $(BIN)/registry
+registry: $(BIN)/docker-registry ## run a local registry on 127.0.0.1:$(LOCAL_REGISTRY_PORT) (user mdx, password in $(LOCAL_REGISTRY_DIR)/password) until Ctrl-C
+	@mkdir -p $(LOCAL_REGISTRY_DIR)
+	$(GO) run ./test/registry -bin $(BIN)/docker-registry -dir $(LOCAL_REGISTRY_DIR) -addr 127.0.0.1:$(LOCAL_REGISTRY_PORT)
 
 clean: ## remove build output
 	rm -rf $(BIN)

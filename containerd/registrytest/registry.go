@@ -93,37 +93,13 @@ func Start(t testing.TB) *Registry {
 	bin := Binary(t)
 	dir := t.TempDir()
 	r := &Registry{User: "mdx-" + containerdtest.RandHex(3), Password: "pw-" + containerdtest.RandHex(12), dir: dir, log: &lockedBuffer{}}
-	hash, err := bcrypt.GenerateFromPassword([]byte(r.Password), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "htpasswd"), []byte(r.User+":"+string(hash)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	port, err := freePort()
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.Host = fmt.Sprintf("127.0.0.1:%d", port)
-	config := fmt.Sprintf(`version: 0.1
-log:
-  level: info
-  accesslog:
-    disabled: false
-storage:
-  filesystem:
-    rootdirectory: %s
-  delete:
-    enabled: true
-http:
-  addr: %s
-auth:
-  htpasswd:
-    realm: mdx-test
-    path: %s
-`, filepath.Join(dir, "data"), r.Host, filepath.Join(dir, "htpasswd"))
-	cfgPath := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
+	cfgPath, err := WriteServerConfig(dir, r.Host, r.User, r.Password)
+	if err != nil {
 		t.Fatal(err)
 	}
 	r.cmd = exec.Command(bin, "serve", cfgPath)
@@ -142,6 +118,43 @@ auth:
 		t.Fatalf("registry on %s: %v\n%s", r.Host, err, r.log.String())
 	}
 	return r
+}
+
+// WriteServerConfig writes a registry configuration into dir: storage under
+// dir/data, listening on addr, htpasswd authentication (bcrypt) with one
+// user, and the access log on. It returns the path of the config file to
+// give to `docker-registry serve`.
+func WriteServerConfig(dir, addr, user, password string) (string, error) {
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	if err != nil {
+		return "", err
+	}
+	htpasswd := filepath.Join(dir, "htpasswd")
+	if err := os.WriteFile(htpasswd, []byte(user+":"+string(hash)+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	config := fmt.Sprintf(`version: 0.1
+log:
+  level: info
+  accesslog:
+    disabled: false
+storage:
+  filesystem:
+    rootdirectory: %s
+  delete:
+    enabled: true
+http:
+  addr: %s
+auth:
+  htpasswd:
+    realm: mdx-test
+    path: %s
+`, filepath.Join(dir, "data"), addr, htpasswd)
+	cfgPath := filepath.Join(dir, "config.yml")
+	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
+		return "", err
+	}
+	return cfgPath, nil
 }
 
 // waitReady polls /v2/ until the registry answers (401 without credentials).
