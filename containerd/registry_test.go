@@ -364,3 +364,48 @@ func TestRegistryForcePullRepullsChangedTag(t *testing.T) {
 		t.Error("forced pull from a stopped registry succeeded; want the failure although the image is present")
 	}
 }
+
+// A pull that fails while the image has appeared locally (another pull or an
+// import made it) uses the local copy and says so, unless the pull was
+// forced.
+func TestRegistryFailedPullFallsBackToLocalImageUnlessForced(t *testing.T) {
+	t.Parallel()
+	reg := requireRegistry(t)
+	proxy := registrytest.NewProxy(t, reg.Host)
+	c, _ := pullClient(t, reg, registrytest.DockerConfig(t, proxy.Host, reg.User, reg.Password), 2*time.Second)
+	ref := pushed(t, reg, c, proxy.Host, "mdx-test/fallback-"+randHex(4), 1<<10)
+	proxy.Pause()
+
+	res := make(chan containerd.ImageResult, 1)
+	errc := make(chan error, 1)
+	go func() {
+		r, err := c.EnsureImageFor(t.Context(), "fallback", ref, false)
+		res <- r
+		errc <- err
+	}()
+	// While the pull hangs, the image appears locally.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(c.Pulls()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the pull never started")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_, image := requireDocker(t)
+	registrytest.Tag(t, registrytest.ImageID(t, image), ref)
+
+	r, err := <-res, <-errc
+	if err != nil {
+		t.Fatalf("EnsureImageFor = %v; want the local image after the failed pull", err)
+	}
+	if !r.LocalFallback || !errors.Is(r.PullError, containerd.ErrPullStalled) {
+		t.Fatalf("result = %+v; want LocalFallback with the stall as PullError", r)
+	}
+	if msg := r.Message(); !strings.Contains(msg, "using the image present locally") || !strings.Contains(msg, "stalled") {
+		t.Errorf("Message() = %q; want it to say the local image is used and why", msg)
+	}
+	if _, err := c.EnsureImageFor(t.Context(), "forced", ref, true); !errors.Is(err, containerd.ErrPullStalled) {
+		t.Errorf("forced pull through a paused registry = %v; want the stall, never the local copy", err)
+	}
+	proxy.SetRate(0)
+}
