@@ -74,10 +74,10 @@ func (p *pullProgress) observe(msg *jsonmessage.JSONMessage, now time.Time) bool
 	}
 	l, ok := p.layers[msg.ID]
 	if !ok {
-		// Only layer ids (sha256 prefixes) carry progress; the first
+		// Only layer ids (digest prefixes) carry progress; the first
 		// message of a pull ("Pulling from library/x") carries the tag
 		// as its id and is not a layer.
-		if msg.Status == "Pulling from "+msg.ID || msg.Progress == nil && !isLayerStatus(msg.Status) {
+		if msg.Progress == nil && !isLayerStatus(msg.Status) {
 			if moved {
 				p.lastProgress = now
 			}

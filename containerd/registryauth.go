@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -58,11 +60,13 @@ func registryAuth(path string, ref reference.Named) (string, error) {
 		return "", fmt.Errorf("docker config %s: %w", path, jsonErrorWithoutInput(err))
 	}
 	host := reference.Domain(ref)
-	for key, entry := range cfg.Auths {
+	// Sorted, so that two keys for one registry ("docker.io" and
+	// "https://index.docker.io/v1/") pick the same entry every time.
+	for _, key := range slices.Sorted(maps.Keys(cfg.Auths)) {
 		if registryHost(key) != host {
 			continue
 		}
-		auth, err := completeAuth(entry)
+		auth, err := completeAuth(cfg.Auths[key])
 		if err != nil {
 			return "", fmt.Errorf("docker config %s, registry %s: %w", path, host, err)
 		}
