@@ -10,7 +10,7 @@ STATIC    := CGO_ENABLED=0
 PKGS      := ./...
 
 .DEFAULT_GOAL := help
-.PHONY: help build test test-unit bench demo lint fmt check clean fuzz
+.PHONY: help build test test-unit bench demo lint fmt check clean fuzz registry
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -19,8 +19,8 @@ build: ## build bin/executor and the demo/test task binary bin/taskbin (static)
 	$(STATIC) $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/executor ./cmd/executor
 	$(STATIC) $(GO) build -trimpath -o $(BIN)/taskbin ./test/taskbin
 
-test: build $(BIN)/promtool ## every test, unit and end-to-end against the real Docker Engine, with -race
-	PROMTOOL=$(CURDIR)/$(BIN)/promtool $(GO) test -race -count=1 -timeout 15m $(PKGS)
+test: build $(BIN)/promtool $(BIN)/docker-registry ## every test, unit and end-to-end against the real Docker Engine, with -race
+	PROMTOOL=$(CURDIR)/$(BIN)/promtool DOCKER_REGISTRY=$(CURDIR)/$(BIN)/docker-registry $(GO) test -race -count=1 -timeout 15m $(PKGS)
 
 test-unit: ## the fast unit tests only (-short skips the Docker end-to-end tests)
 	$(GO) test -race -short -count=1 $(PKGS)
@@ -59,6 +59,23 @@ $(BIN)/promtool:
 	cp $(BIN)/.deb/root/usr/bin/promtool $@
 	rm -rf $(BIN)/.deb
 	$@ --version | head -1
+
+# The image registry the registry tests (and `make registry`) run comes from
+# Debian's docker-registry package. As for promtool, only the binary is
+# unpacked: installing the package would start a registry service on :5000.
+$(BIN)/docker-registry:
+	@mkdir -p $(BIN)/.deb-registry
+	cd $(BIN)/.deb-registry && (apt-get download docker-registry >/dev/null 2>&1 || (apt-get update -qq && apt-get download docker-registry))
+	dpkg-deb -x $$(ls $(BIN)/.deb-registry/docker-registry_*.deb | head -1) $(BIN)/.deb-registry/root
+	cp $(BIN)/.deb-registry/root/usr/bin/docker-registry $@
+	rm -rf $(BIN)/.deb-registry
+	$@ --version
+
+LOCAL_REGISTRY_PORT ?= 5000
+LOCAL_REGISTRY_DIR  ?= $(BIN)/registry
+registry: $(BIN)/docker-registry ## run a local registry on 127.0.0.1:$(LOCAL_REGISTRY_PORT) (user mdx, password in $(LOCAL_REGISTRY_DIR)/password) until Ctrl-C
+	@mkdir -p $(LOCAL_REGISTRY_DIR)
+	$(GO) run ./test/registry -bin $(BIN)/docker-registry -dir $(LOCAL_REGISTRY_DIR) -addr 127.0.0.1:$(LOCAL_REGISTRY_PORT)
 
 clean: ## remove build output
 	rm -rf $(BIN)

@@ -14,13 +14,15 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/docker/go-connections/tlsconfig"
 	"github.com/sirupsen/logrus"
-	"golang.org/x/sync/singleflight"
 )
 
 // Defaults for the zero values of Config.
 const (
 	DefaultCallTimeout = 30 * time.Second
 	DefaultPullTimeout = 10 * time.Minute
+	// DefaultPullStallTimeout fails a pull that has made no progress
+	// for this long.
+	DefaultPullStallTimeout = 5 * time.Minute
 )
 
 // Connection pool sizes for the request/response client. Bursts (a launch
@@ -44,6 +46,15 @@ type Config struct {
 	CallTimeout time.Duration
 	// PullTimeout bounds one image pull or import. Default DefaultPullTimeout.
 	PullTimeout time.Duration
+	// PullStallTimeout fails a pull that makes no progress (no new layer
+	// status, no new bytes) for this long. Default DefaultPullStallTimeout;
+	// negative disables it.
+	PullStallTimeout time.Duration
+	// DockerConfigPath is the operator's Docker config.json holding
+	// registry credentials (the policy file's docker-config). It is read
+	// at every pull, so rotated credentials apply to the next one; ""
+	// pulls anonymously.
+	DockerConfigPath string
 	// Observe, when set, receives the latency of every API call.
 	Observe CallObserver
 }
@@ -55,6 +66,8 @@ type Client struct {
 	host        string
 	callTimeout time.Duration
 	pullTimeout time.Duration
+	// dockerConfig is Config.DockerConfigPath.
+	dockerConfig string
 
 	// api carries the short request/response calls over a bounded pool.
 	api *client.Client
@@ -66,7 +79,7 @@ type Client struct {
 	// conns counts the open connections of both clients.
 	conns *ConnCounter
 
-	pulls      singleflight.Group
+	pulls      *pullCoordinator
 	reconnects atomic.Uint64
 }
 
@@ -108,6 +121,12 @@ func New(ctx context.Context, cfg Config, log *logrus.Entry) (*Client, error) {
 	if cfg.PullTimeout <= 0 {
 		cfg.PullTimeout = DefaultPullTimeout
 	}
+	switch {
+	case cfg.PullStallTimeout == 0:
+		cfg.PullStallTimeout = DefaultPullStallTimeout
+	case cfg.PullStallTimeout < 0:
+		cfg.PullStallTimeout = 0
+	}
 
 	conns := new(ConnCounter)
 	api, err := newDockerClient(host, cfg.Observe, conns, &http.Transport{
@@ -135,14 +154,16 @@ func New(ctx context.Context, cfg Config, log *logrus.Entry) (*Client, error) {
 	}
 
 	c := &Client{
-		log:         log,
-		host:        host,
-		callTimeout: cfg.CallTimeout,
-		pullTimeout: cfg.PullTimeout,
-		api:         api,
-		stream:      stream,
-		conns:       conns,
+		log:          log,
+		host:         host,
+		callTimeout:  cfg.CallTimeout,
+		pullTimeout:  cfg.PullTimeout,
+		dockerConfig: cfg.DockerConfigPath,
+		api:          api,
+		stream:       stream,
+		conns:        conns,
 	}
+	c.pulls = newPullCoordinator(c.pull, cfg.PullTimeout, cfg.PullStallTimeout)
 
 	pctx, cancel := context.WithTimeout(ctx, c.callTimeout)
 	defer cancel()

@@ -4,7 +4,9 @@
 // the executor imports the Docker client.
 //
 // It creates, starts, signals, inspects and removes containers, pulls images at
-// most once at a time per reference, and reports container exits from a single
+// most once at a time per reference (shared by every waiting task, with the
+// registry credentials of the operator's Docker config file, progress for
+// /state and a stall timeout), and reports container exits from a single
 // Docker events stream filtered to this executor's own containers. The stream is
 // lossy by Docker's own account, so after any error it is reopened with `since`
 // and followed by a reconciling list, and every exit is confirmed with one

@@ -4,10 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"os"
 	"path"
@@ -15,35 +12,97 @@ import (
 	"strings"
 	"time"
 
+	"github.com/distribution/reference"
 	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/pkg/jsonmessage"
+	"github.com/sirupsen/logrus"
 )
 
+// ImageResult says how EnsureImageFor made an image available.
+type ImageResult struct {
+	// Pulled is true when a pull ran (possibly shared with other tasks)
+	// and succeeded.
+	Pulled bool
+	// LocalFallback is true when the pull failed but the image was
+	// present locally, and the task did not force the pull: the local
+	// copy is used. PullError is the pull's failure.
+	LocalFallback bool
+	PullError     error
+}
+
+// Message is a sentence for the task's next status update, or "" when
+// there is nothing to say.
+func (r ImageResult) Message() string {
+	if r.LocalFallback {
+		return fmt.Sprintf("pull failed, using the image present locally: %v", r.PullError)
+	}
+	return ""
+}
+
 // EnsureImage makes the image present locally, pulling it only when it is
-// absent or force is set. Concurrent calls for one reference share one pull.
-//
-// The shared pull runs on a context detached from the callers' (bounded by
-// Config.PullTimeout), so one caller giving up does not fail the others; a
-// caller whose ctx ends stops waiting but the pull goes on.
+// absent or force is set. It is EnsureImageFor without a task id.
 func (c *Client) EnsureImage(ctx context.Context, ref string, force bool) error {
+	_, err := c.EnsureImageFor(ctx, "", ref, force)
+	return err
+}
+
+// EnsureImageFor makes the image present locally for the task taskID,
+// with Mesos's force_pull semantics (src/slave/containerizer/docker.cpp,
+// src/docker/docker.cpp Docker::pull): without force an image present
+// locally is used as it is, with force it is always pulled.
+//
+// Every caller needing the same image (by normalised reference) shares one
+// pull, which Pulls reports with its waiting task ids and progress. A
+// caller whose ctx ends returns at once with ctx's error while the pull
+// goes on for the others; the pull is cancelled when no caller waits any
+// more, fails when it makes no progress for Config.PullStallTimeout, and is
+// bounded by Config.PullTimeout.
+//
+// Registry credentials come from Config.DockerConfigPath, read at each
+// pull, for the image's own registry only. A failed pull of an image that
+// turns out to be present locally (another pull or an import made it
+// meanwhile) is not an error unless force is set: the result says so.
+func (c *Client) EnsureImageFor(ctx context.Context, taskID, ref string, force bool) (ImageResult, error) {
+	named, err := normalizeRef(ref)
+	if err != nil {
+		return ImageResult{}, err
+	}
 	if !force {
 		present, err := c.imagePresent(ctx, ref)
 		if err != nil {
-			return err
+			return ImageResult{}, err
 		}
 		if present {
-			return nil
+			return ImageResult{}, nil
 		}
 	}
-	pullCtx := context.WithoutCancel(ctx)
-	ch := c.pulls.DoChan(ref, func() (any, error) {
-		return nil, c.pull(pullCtx, ref)
-	})
-	select {
-	case res := <-ch:
-		return res.Err
-	case <-ctx.Done():
-		return fmt.Errorf("pull image %s: %w", ref, ctx.Err())
+	pullErr := c.pulls.wait(ctx, named, taskID)
+	if pullErr == nil {
+		return ImageResult{Pulled: true}, nil
 	}
+	if ctx.Err() != nil || force {
+		return ImageResult{}, pullErr
+	}
+	present, err := c.imagePresent(ctx, ref)
+	if err != nil || !present {
+		return ImageResult{}, pullErr
+	}
+	c.log.WithFields(logrus.Fields{"task_id": taskID, "image": ref}).WithError(pullErr).
+		Warn("image pull failed; using the image present locally")
+	return ImageResult{LocalFallback: true, PullError: pullErr}, nil
+}
+
+// Pulls returns the image pulls in flight, oldest first.
+func (c *Client) Pulls() []PullInfo { return c.pulls.snapshot() }
+
+// normalizeRef returns the full form of ref that keys the shared pulls:
+// "busybox" and "docker.io/library/busybox:latest" are one pull.
+func normalizeRef(ref string) (string, error) {
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return "", fmt.Errorf("image reference %q: %w", ref, err)
+	}
+	return reference.TagNameOnly(named).String(), nil
 }
 
 func (c *Client) imagePresent(ctx context.Context, ref string) (bool, error) {
@@ -53,55 +112,31 @@ func (c *Client) imagePresent(ctx context.Context, ref string) (bool, error) {
 	return present(err, "image "+ref)
 }
 
-func (c *Client) pull(ctx context.Context, ref string) error {
-	ctx, cancel := context.WithTimeout(ctx, c.pullTimeout)
-	defer cancel()
+// pull is the pullFunc of the client's coordinator: one ImagePull with the
+// registry's credentials, its stream read to the end.
+func (c *Client) pull(ctx context.Context, ref string, progress func(*jsonmessage.JSONMessage)) error {
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return fmt.Errorf("image reference %q: %w", ref, err)
+	}
+	log := c.log.WithField("image", ref)
+	auth, err := registryAuth(c.dockerConfig, named)
+	if err != nil {
+		return fmt.Errorf("pull image %s: registry credentials: %w", ref, err)
+	}
 	start := time.Now()
-	c.log.WithField("image", ref).Info("pulling image")
-	rc, err := c.stream.ImagePull(ctx, ref, image.PullOptions{})
+	log.WithField("authenticated", auth != "").Info("pulling image")
+	rc, err := c.stream.ImagePull(ctx, ref, image.PullOptions{RegistryAuth: auth})
 	if err != nil {
 		return fmt.Errorf("pull image %s: %w", ref, err)
 	}
 	defer rc.Close()
-	// The pull only completes if the stream is read to its end; a failure
-	// after the response headers (unknown manifest, registry down) arrives
-	// as an error message inside the stream, with status 200.
-	if err := drainJSONStream(rc); err != nil {
+	// The pull only completes if the stream is read to its end.
+	if err := readPullStream(rc, progress); err != nil {
 		return fmt.Errorf("pull image %s: %w", ref, err)
 	}
-	c.log.WithField("image", ref).WithField("duration", time.Since(start).String()).Info("pulled image")
+	log.WithField("duration", time.Since(start).String()).Info("pulled image")
 	return nil
-}
-
-// jsonStreamMessage is the part of Docker's progress messages (pull, import)
-// that says whether the operation failed.
-type jsonStreamMessage struct {
-	Status      string `json:"status"`
-	ErrorDetail *struct {
-		Message string `json:"message"`
-	} `json:"errorDetail"`
-	Error string `json:"error"`
-}
-
-// drainJSONStream reads a progress stream to its end and returns the first
-// error message in it.
-func drainJSONStream(r io.Reader) error {
-	dec := json.NewDecoder(r)
-	for {
-		var msg jsonStreamMessage
-		if err := dec.Decode(&msg); err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return fmt.Errorf("read progress stream: %w", err)
-		}
-		if msg.ErrorDetail != nil && msg.ErrorDetail.Message != "" {
-			return errors.New(msg.ErrorDetail.Message)
-		}
-		if msg.Error != "" {
-			return errors.New(msg.Error)
-		}
-	}
 }
 
 // DeleteImage removes an image by reference or id, without force, pruning
@@ -140,7 +175,7 @@ func (c *Client) ImportBinaryImage(ctx context.Context, ref string, files map[st
 		return fmt.Errorf("import image %s: %w", ref, err)
 	}
 	defer rc.Close()
-	if err := drainJSONStream(rc); err != nil {
+	if err := readPullStream(rc, nil); err != nil {
 		return fmt.Errorf("import image %s: %w", ref, err)
 	}
 	return nil

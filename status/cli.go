@@ -231,6 +231,12 @@ func printState(out io.Writer, st State, now time.Time) error {
 			shortState(u.State), clean(u.UUID), humanDuration(time.Duration(u.AgeSeconds*float64(time.Second))))
 	}
 
+	for _, p := range st.Pulls {
+		fmt.Fprintf(out, "Pulling %s: %s of %s, %s, for %s\n", clean(p.Image), humanBytes(p.BytesDone),
+			humanBytes(p.BytesTotal), humanDuration(time.Duration(p.ElapsedSeconds*float64(time.Second))),
+			clean(strings.Join(p.TaskIDs, ", ")))
+	}
+
 	fmt.Fprintln(out)
 	if len(st.Tasks) == 0 {
 		_, err := fmt.Fprintln(out, "No tasks.")
@@ -366,4 +372,18 @@ func humanDuration(d time.Duration) string {
 	default:
 		return fmt.Sprintf("%dd%dh", int(d.Hours())/24, int(d.Hours())%24)
 	}
+}
+
+// humanBytes prints n in binary units: "0 B", "512 B", "1.5 MiB".
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return strconv.FormatInt(n, 10) + " B"
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -232,3 +232,40 @@ func TestHumanDuration(t *testing.T) {
 		}
 	}
 }
+
+func TestRunCLIPulls(t *testing.T) {
+	t.Parallel()
+	st := testState()
+	st.Pulls = []Pull{{
+		Image: "registry.example.com/web:1.4", TaskIDs: []string{"web-2", "web-3"},
+		BytesDone: 3 << 20, BytesTotal: 12 << 20, StartedAt: testStart, ElapsedSeconds: 75,
+		Status: "Downloading",
+	}}
+	path := startServer(t, &fakeSource{st: st}, nil)
+	out, err := runAt(t, testStart.Add(10*time.Minute), envMap(nil), "--socket", path)
+	if err != nil {
+		t.Fatalf("RunCLI: %v", err)
+	}
+	mustContain(t, "output", out, "Pulling registry.example.com/web:1.4: 3.0 MiB of 12.0 MiB, 1m15s, for web-2, web-3")
+
+	raw, err := runAt(t, testStart, envMap(nil), "--socket", path, "--json")
+	if err != nil {
+		t.Fatalf("RunCLI --json: %v", err)
+	}
+	var got State
+	if err := json.Unmarshal([]byte(raw), &got); err != nil {
+		t.Fatalf("--json output: %v", err)
+	}
+	if len(got.Pulls) != 1 || got.Pulls[0].BytesTotal != 12<<20 || len(got.Pulls[0].TaskIDs) != 2 {
+		t.Errorf("pulls in /state = %+v; want the one pull", got.Pulls)
+	}
+}
+
+func TestHumanBytes(t *testing.T) {
+	t.Parallel()
+	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1536: "1.5 KiB", 5 << 30: "5.0 GiB"} {
+		if got := humanBytes(n); got != want {
+			t.Errorf("humanBytes(%d) = %q; want %q", n, got, want)
+		}
+	}
+}

@@ -51,6 +51,10 @@ type State struct {
 	// image collection (nil when the executor runs no cleanup).
 	Cleanup *CleanupState `json:"cleanup,omitempty"`
 
+	// Pulls lists the image pulls in flight (one per image, shared by every
+	// task waiting for it).
+	Pulls []Pull `json:"pulls,omitempty"`
+
 	// Tasks is never null in the JSON: an executor without tasks reports [].
 	// GET /state leaves out each task's History.
 	Tasks []Task `json:"tasks"`
@@ -182,4 +186,19 @@ type Source interface {
 // which leaves history out, can skip it).
 type TaskSource interface {
 	Task(id string) (Task, bool)
+}
+
+// Pull is one image pull in flight.
+type Pull struct {
+	Image string `json:"image"`
+	// TaskIDs are the tasks waiting for the image.
+	TaskIDs []string `json:"task_ids"`
+	// BytesDone and BytesTotal sum the layers' downloads; the total grows
+	// as the daemon learns layer sizes.
+	BytesDone      int64     `json:"bytes_done"`
+	BytesTotal     int64     `json:"bytes_total"`
+	StartedAt      time.Time `json:"started_at"`
+	ElapsedSeconds float64   `json:"elapsed_seconds"`
+	// Status is the daemon's latest progress line, e.g. "Downloading".
+	Status string `json:"status,omitempty"`
 }

@@ -31,6 +31,7 @@ const (
 	labelEnvPrefix  = "docker.env."
 	labelNetwork    = "docker.network"
 	labelInit       = "docker.init"
+	labelForcePull  = "docker.force_pull"
 	labelKillGrace  = "kill.grace"
 )
 
@@ -179,6 +180,14 @@ func parseTask(info *mesos.TaskInfo, p Policy, hostSandbox string) (launchConfig
 		network = v
 	}
 	s.Init = true
+	if v, ok := labels[labelForcePull]; ok {
+		// Mesos's force_pull_image as a label: pull even when present.
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return lc, invalid("label %s=%q: want true or false", labelForcePull, v)
+		}
+		s.ForcePull = b
+	}
 	if v, ok := labels[labelInit]; ok {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -286,7 +295,7 @@ func checkLabelKeys(labels map[string]string) error {
 	sort.Strings(keys)
 	for _, k := range keys {
 		switch {
-		case k == labelImage, k == labelArgs, k == labelEntrypoint, k == labelNetwork, k == labelInit, k == labelKillGrace:
+		case k == labelImage, k == labelArgs, k == labelEntrypoint, k == labelNetwork, k == labelInit, k == labelKillGrace, k == labelForcePull:
 		case strings.HasPrefix(k, labelEnvPrefix):
 		case strings.HasPrefix(k, health.LabelPrefix):
 			// health.Parse names unknown health keys.

@@ -137,6 +137,19 @@ func TestParseTask(t *testing.T) {
 			},
 		},
 		{
+			name: "docker.force_pull label",
+			task: withLabels("docker.force_pull", "true"),
+			want: func(lc *launchConfig) { lc.spec.ForcePull = true },
+		},
+		{
+			name: "docker.force_pull=false overrides force_pull_image",
+			task: func(ti *mesos.TaskInfo) {
+				ti.Container.Docker.ForcePullImage = ptr(true)
+				ti.Labels = labels("docker.force_pull", "false")
+			},
+			want: func(lc *launchConfig) {},
+		},
+		{
 			name: "native shell command runs under /bin/sh -c",
 			task: func(ti *mesos.TaskInfo) { ti.Command = shellCommand("echo hi && sleep 1") },
 			want: func(lc *launchConfig) {
@@ -582,6 +595,11 @@ func TestParseTaskInvalid(t *testing.T) {
 			name: "kill.grace not a duration",
 			task: withLabels("kill.grace", "10"),
 			want: []string{"kill.grace", `"10"`},
+		},
+		{
+			name: "docker.force_pull not a bool",
+			task: withLabels("docker.force_pull", "yes please"),
+			want: []string{"docker.force_pull", `"yes please"`},
 		},
 		{
 			name: "negative kill.grace",

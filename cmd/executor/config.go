@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mdx-executor/mdx/agent"
+	"github.com/mdx-executor/mdx/containerd"
 	"github.com/mdx-executor/mdx/policy"
 	"github.com/mdx-executor/mdx/status"
 )
@@ -40,6 +41,7 @@ type Config struct {
 	TaskLogMaxBytes  int64
 	TaskLogMaxFiles  int
 	DockerTimeout    time.Duration
+	PullStallTimeout time.Duration
 
 	HealthEveryFailure bool
 	HealthMaxProbes    int
@@ -94,6 +96,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.Int64Var(&c.TaskLogMaxBytes, "task-log-max-size", 10<<20, "bytes per task stdout/stderr file before it is rotated")
 	fs.IntVar(&c.TaskLogMaxFiles, "task-log-max-files", 5, "rotated task log files kept per stream")
 	fs.DurationVar(&c.DockerTimeout, "docker-timeout", 30*time.Second, "deadline of one short Docker API call")
+	fs.DurationVar(&c.PullStallTimeout, "pull-stall-timeout", containerd.DefaultPullStallTimeout, "an image pull that makes no progress for this long fails (negative: never)")
 	fs.BoolVar(&c.HealthEveryFailure, "health-every-failure", false, "send a TASK_RUNNING update for every failed health probe, as the built-in executors do (default: only changes of health)")
 	fs.IntVar(&c.HealthMaxProbes, "health-max-concurrent", 32, "health and check probes running at once across all tasks")
 	fs.DurationVar(&c.CleanupInterval, "cleanup-interval", 5*time.Minute, "interval of the sweep that re-queues lost removals, removes old task sandboxes and finds orphans")

@@ -85,6 +85,7 @@ func (m *metrics) register(reg *prometheus.Registry, mgr *task.Manager, link *ag
 			Namespace: metricsNamespace, Name: "docker_events_reconnects_total", Help: "Times the Docker events stream was reopened.",
 		}, func() float64 { return float64(dc.StreamReconnects()) }),
 		&taskCollector{mgr: mgr},
+		&pullCollector{pulls: dc.Pulls},
 	)
 }
 
@@ -119,4 +120,43 @@ func (c *taskCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(failsDesc, prometheus.CounterValue, float64(v.(interface{ Load() uint64 }).Load()), k.(string))
 		return true
 	})
+}
+
+// pullCollector reports the image pulls in flight from the Docker client's
+// snapshot at scrape time. Series exist only while their pull does, so the
+// image label's cardinality is bounded by the pulls in flight.
+type pullCollector struct {
+	pulls func() []containerd.PullInfo
+	now   func() time.Time
+}
+
+var (
+	pullsDesc      = prometheus.NewDesc(metricsNamespace+"_image_pulls_in_progress", "Image pulls in flight (one per image, shared by its waiting tasks).", nil, nil)
+	pullDoneDesc   = prometheus.NewDesc(metricsNamespace+"_image_pull_downloaded_bytes", "Bytes downloaded so far by a pull in flight, summed over its layers.", []string{"image"}, nil)
+	pullTotalDesc  = prometheus.NewDesc(metricsNamespace+"_image_pull_size_bytes", "Bytes a pull in flight has to download, as far as the daemon knows yet.", []string{"image"}, nil)
+	pullWaitDesc   = prometheus.NewDesc(metricsNamespace+"_image_pull_waiting_tasks", "Callers waiting for a pull in flight.", []string{"image"}, nil)
+	pullElapsedDsc = prometheus.NewDesc(metricsNamespace+"_image_pull_elapsed_seconds", "Time since a pull in flight started.", []string{"image"}, nil)
+)
+
+func (c *pullCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- pullsDesc
+	ch <- pullDoneDesc
+	ch <- pullTotalDesc
+	ch <- pullWaitDesc
+	ch <- pullElapsedDsc
+}
+
+func (c *pullCollector) Collect(ch chan<- prometheus.Metric) {
+	now := time.Now()
+	if c.now != nil {
+		now = c.now()
+	}
+	pulls := c.pulls()
+	ch <- prometheus.MustNewConstMetric(pullsDesc, prometheus.GaugeValue, float64(len(pulls)))
+	for _, p := range pulls {
+		ch <- prometheus.MustNewConstMetric(pullDoneDesc, prometheus.GaugeValue, float64(p.BytesDone), p.Image)
+		ch <- prometheus.MustNewConstMetric(pullTotalDesc, prometheus.GaugeValue, float64(p.BytesTotal), p.Image)
+		ch <- prometheus.MustNewConstMetric(pullWaitDesc, prometheus.GaugeValue, float64(p.Waiters), p.Image)
+		ch <- prometheus.MustNewConstMetric(pullElapsedDsc, prometheus.GaugeValue, now.Sub(p.StartedAt).Seconds(), p.Image)
+	}
 }

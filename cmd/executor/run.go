@@ -89,7 +89,7 @@ func run(cfg Config) int {
 
 	reg := prometheus.NewRegistry()
 	m := newDockerMetrics(reg)
-	dc, err := containerd.New(root, containerd.Config{Host: cfg.DockerHost, CallTimeout: cfg.DockerTimeout, Observe: m.observeDocker}, log.WithField("component", "docker"))
+	dc, err := containerd.New(root, containerd.Config{Host: cfg.DockerHost, CallTimeout: cfg.DockerTimeout, PullStallTimeout: cfg.PullStallTimeout, Observe: m.observeDocker}, log.WithField("component", "docker"))
 	if err != nil {
 		log.WithError(err).Error("cannot reach the Docker Engine; exiting so that the agent reports the executor's tasks")
 		return exitFailure
@@ -198,7 +198,7 @@ func run(cfg Config) int {
 
 	src := &stateSource{cfg: cfg, policy: pol, instance: instance, started: time.Now(), mgr: mgr, link: link, docker: dinfo,
 		dockerAPI: dc.APIVersion(), cgroups: cg, storage: storage, remover: remover, sweeper: sweeper, images: images,
-		reaper: rp, zombies: zombies}
+		reaper: rp, zombies: zombies, pulls: dc.Pulls}
 	var bg sync.WaitGroup
 	bgCtx, stopBG := context.WithCancel(root)
 	defer func() { stopBG(); bg.Wait() }()

@@ -32,6 +32,7 @@ type stateSource struct {
 	images    *cleanup.ImageCollector
 	reaper    *reaper.Reaper
 	zombies   *reaper.ZombieWatch
+	pulls     func() []containerd.PullInfo
 }
 
 func (s *stateSource) State() status.State {
@@ -64,6 +65,9 @@ func (s *stateSource) State() status.State {
 	}
 	st.Cleanup = s.cleanupState()
 	st.OrphansReaped = s.reaper.Stats().OrphansReaped
+	if s.pulls != nil {
+		st.Pulls = pullViews(s.pulls(), time.Now())
+	}
 	zombies := s.zombies.Counts()
 	views := s.mgr.Snapshot()
 	st.Tasks = make([]status.Task, 0, len(views))
@@ -130,4 +134,15 @@ func (s *stateSource) Task(id string) (status.Task, bool) {
 		return t, true
 	}
 	return status.Task{}, false
+}
+
+// pullViews converts the image pulls in flight.
+func pullViews(pulls []containerd.PullInfo, now time.Time) []status.Pull {
+	out := make([]status.Pull, 0, len(pulls))
+	for _, p := range pulls {
+		out = append(out, status.Pull{Image: p.Image, TaskIDs: p.TaskIDs, BytesDone: p.BytesDone,
+			BytesTotal: p.BytesTotal, StartedAt: p.StartedAt, ElapsedSeconds: now.Sub(p.StartedAt).Seconds(),
+			Status: p.Status})
+	}
+	return out
 }
