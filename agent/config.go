@@ -64,6 +64,10 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	// CallTimeout bounds one non-SUBSCRIBE call. Default 10s.
 	CallTimeout time.Duration
+	// SubscribedTimeout is how long after a 200 to SUBSCRIBE the SUBSCRIBED
+	// event may take; then the stream is closed and SUBSCRIBE sent again.
+	// Default 1s, the period of Mesos's doReliableRegistration.
+	SubscribedTimeout time.Duration
 }
 
 // Secret is a credential that must never reach a log line or an error
@@ -101,6 +105,7 @@ func (c Config) withDefaults() Config {
 	def(&c.RegistrationTimeout, time.Minute)
 	def(&c.HeartbeatInterval, 30*time.Second)
 	def(&c.CallTimeout, 10*time.Second)
+	def(&c.SubscribedTimeout, time.Second)
 	if c.ContentType == "" {
 		c.ContentType = ContentTypeProtobuf
 	}
