@@ -202,10 +202,16 @@ func (a *Agent) subscribe(w http.ResponseWriter, r *http.Request, c *call, media
 		reply(w, code, msg)
 		return
 	}
+	a.subscribeCalls++
 	a.streamID++
 	s := newStream(a.streamID, mediaType, a.log)
 	a.streams[s] = struct{}{}
-	if a.shutdownFirst || a.terminating {
+	if a.withholdSubscribedN > 0 && !a.terminating {
+		// A 200 whose SUBSCRIBED never comes: the stream stays open and
+		// silent, and the agent's state does not change.
+		a.withholdSubscribedN--
+		a.log.WithField("stream", s.id).Debug("withholding SUBSCRIBED")
+	} else if a.shutdownFirst || a.terminating {
 		a.shutdownFirst = false
 		s.send(&executor.Event{Type: executor.Event_SHUTDOWN})
 		s.end(false)

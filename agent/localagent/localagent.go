@@ -149,6 +149,7 @@ type Agent struct {
 
 	subscribed     chan struct{}
 	subscribeCount int
+	subscribeCalls int // valid SUBSCRIBE calls answered with a stream
 	lastSubscribe  *executor.Call_Subscribe
 
 	// Scripted faults.
@@ -160,6 +161,8 @@ type Agent struct {
 	subscribeBody   string
 	subscribeN      int
 	shutdownFirst   bool
+	// withholdSubscribedN: streams still to be opened without SUBSCRIBED.
+	withholdSubscribedN int
 }
 
 // task is what the agent knows about one task.
@@ -556,4 +559,22 @@ func (a *Agent) ShutdownFirst() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.shutdownFirst = true
+}
+
+// WithholdSubscribed answers the next n valid SUBSCRIBE calls with 200 and a
+// stream that stays open but never carries SUBSCRIBED (nor anything else),
+// as when the event is lost between agent and executor. The agent's state
+// does not change: the executor stays unsubscribed and must SUBSCRIBE again.
+func (a *Agent) WithholdSubscribed(n int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.withholdSubscribedN = n
+}
+
+// SubscribeCalls returns how many valid SUBSCRIBE calls got a 200 stream,
+// with or without SUBSCRIBED (SubscribeCount counts only the latter).
+func (a *Agent) SubscribeCalls() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.subscribeCalls
 }
