@@ -1,6 +1,7 @@
 package localagent
 
 import (
+	"crypto/subtle"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -57,6 +58,12 @@ func (a *Agent) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	a.mu.Unlock()
 	if forced {
 		reply(w, http.StatusServiceUnavailable, msgRecovering)
+		return
+	}
+	if want := a.opts.AuthToken; want != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+want)) != 1 {
+		// libprocess's authenticator answers before the handler runs.
+		w.Header().Set("WWW-Authenticate", `Bearer realm="mesos-agent-executor"`)
+		reply(w, http.StatusUnauthorized, "")
 		return
 	}
 	if r.Method != http.MethodPost {

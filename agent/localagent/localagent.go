@@ -13,7 +13,8 @@
 //
 // Non-goals: there is no master or scheduler (terminal updates are never
 // acknowledged by a framework, so tasks stay "terminated" for ever), no
-// containerizer, no executor authentication, no LAUNCH_GROUP, no HEARTBEAT
+// containerizer, no JWT claims checks (Options.AuthToken compares the whole
+// token), no LAUNCH_GROUP, no HEARTBEAT
 // events (the real agent sends the first one after 30 minutes), and the agent
 // never destroys the executor on its own, e.g. after a registration timeout.
 package localagent
@@ -75,6 +76,12 @@ type Options struct {
 	Log *logrus.Entry
 	// Addr is the listen address, default "127.0.0.1:0".
 	Addr string
+	// AuthToken, when set, turns on executor authentication
+	// (--authenticate_http_executors): every call must carry
+	// "Authorization: Bearer <AuthToken>" or gets 401, as from the agent's
+	// JWT authenticator, and Env passes the token to the executor in
+	// MESOS_EXECUTOR_AUTHENTICATION_TOKEN.
+	AuthToken string
 	// ReregistrationTimeout is --executor_reregistration_timeout: after
 	// Restart, non-SUBSCRIBE calls get 503 until it has passed and the
 	// executor has re-subscribed. Env reports it as

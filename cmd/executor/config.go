@@ -51,6 +51,10 @@ type Config struct {
 
 	ZombieThreshold int
 	ZombieInterval  time.Duration
+
+	// StartWarnings are problems found before the logger existed, logged
+	// first thing by run.
+	StartWarnings []string
 }
 
 // envPrefix: every flag can also come from EXECUTOR_<NAME> (dashes become
