@@ -417,6 +417,7 @@ func (c *Client) readStream(ctx context.Context, resp *http.Response, sess *sess
 			// Without its payload the subscription is not confirmed and
 			// the task manager learns no framework capabilities: a
 			// protocol error on this stream, which is then re-opened.
+			c.droppedEvents.Add(1)
 			return fmt.Errorf("protocol error in the event stream: %w", err)
 		}
 		if err != nil {
