@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gogo/protobuf/proto"
@@ -34,6 +35,16 @@ type Client struct {
 	// OnAck, when set before Run, is called for every acknowledged update
 	// with the time from its creation to its ACK.
 	OnAck func(taskID string, state mesos.TaskState, rtt time.Duration)
+	// OnReject, when set before Run, is called for every update the agent
+	// refused for good (400 or another 4xx that is not retried): the update
+	// has left the outbox and will never be acknowledged, so the task
+	// manager must not wait for its ACK.
+	OnReject func(taskID string, state mesos.TaskState, err error)
+
+	// droppedEvents counts events refused by validateEvent and
+	// rejectedUpdates the updates the agent refused for good.
+	droppedEvents   atomic.Uint64
+	rejectedUpdates atomic.Uint64
 
 	mu sync.Mutex
 	// mu guards everything that follows.
@@ -64,6 +75,11 @@ type Stats struct {
 	Connected  bool
 	Unacked    []PendingUpdate
 	Reconnects uint64
+	// DroppedEvents counts events from the agent that lacked their payload
+	// or a required id and were not passed on.
+	DroppedEvents uint64
+	// RejectedUpdates counts status updates the agent refused for good.
+	RejectedUpdates uint64
 }
 
 // PendingUpdate describes one unacknowledged update.
@@ -147,7 +163,8 @@ func (c *Client) Update(status mesos.TaskStatus) []byte {
 func (c *Client) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s := Stats{Connected: c.subscribed, Reconnects: c.reconnects}
+	s := Stats{Connected: c.subscribed, Reconnects: c.reconnects,
+		DroppedEvents: c.droppedEvents.Load(), RejectedUpdates: c.rejectedUpdates.Load()}
 	now := time.Now()
 	for _, p := range c.outbox {
 		s.Unacked = append(s.Unacked, PendingUpdate{
@@ -230,6 +247,8 @@ func (c *Client) Run(ctx context.Context) error {
 			}
 			c.log.WithError(err).Warn("lost the agent's event stream")
 			deadline = time.Now().Add(c.cfg.RecoveryTimeout)
+		} else if errors.Is(err, errNoSubscribed) {
+			c.log.WithError(err).Warn("agent accepted SUBSCRIBE but sent no SUBSCRIBED; subscribing again")
 		} else {
 			c.log.WithError(err).Debug("subscribe attempt failed")
 		}
@@ -239,7 +258,15 @@ func (c *Client) Run(ctx context.Context) error {
 			}
 			return fmt.Errorf("could not subscribe within %s: %w", c.cfg.RegistrationTimeout, err)
 		}
-		if err := sleepCtx(ctx, c.retryDelay()); err != nil {
+		delay := c.retryDelay()
+		if !subscribed && errors.Is(err, errNoSubscribed) {
+			// The wait for SUBSCRIBED was this attempt's delay: SUBSCRIBE
+			// goes out again at once, so once a second while the agent
+			// keeps answering without SUBSCRIBED, as Mesos's own
+			// executors do (doReliableRegistration).
+			delay = 0
+		}
+		if err := sleepCtx(ctx, delay); err != nil {
 			return nil
 		}
 	}
@@ -257,8 +284,25 @@ func (c *Client) retryDelay() time.Duration {
 	return lo + rand.N(hi-lo)
 }
 
+// errNoSubscribed ends a stream whose SUBSCRIBED event did not arrive within
+// Config.SubscribedTimeout of the 200.
+var errNoSubscribed = errors.New("no SUBSCRIBED event after the agent accepted SUBSCRIBE")
+
+// session is one SUBSCRIBE's stream.
+type session struct {
+	included     []*pending // the updates replayed in this SUBSCRIBE
+	unackedTasks int        // the number of tasks it reported
+	cancel       context.CancelFunc
+	// noSubscribed ends the stream when SUBSCRIBED is late; stopped by
+	// the SUBSCRIBED event.
+	noSubscribed *time.Timer
+	subscribed   bool // SUBSCRIBED arrived; read and written by readStream only
+}
+
 // subscribeOnce makes one SUBSCRIBE and reads its stream until it ends. It
-// reports whether the agent accepted the subscription.
+// reports whether the agent confirmed the subscription with SUBSCRIBED: a
+// 200 alone is not a subscription (a stream that never says SUBSCRIBED is
+// ended after Config.SubscribedTimeout and SUBSCRIBE is sent again).
 func (c *Client) subscribeOnce(ctx context.Context) (bool, error) {
 	c.mu.Lock()
 	sub := &executor.Call_Subscribe{}
@@ -298,16 +342,11 @@ func (c *Client) subscribeOnce(ctx context.Context) (bool, error) {
 		return false, err
 	}
 
-	c.mu.Lock()
-	c.subscribed = true
-	c.gen++
-	c.streamCancel = cancel
-	for _, p := range included {
-		p.delivered = true
-	}
-	c.mu.Unlock()
-	c.log.WithField("replayed_updates", len(included)).WithField("unacknowledged_tasks", len(sub.UnacknowledgedTasks)).Info("subscribed to the agent")
-	c.nudge()
+	sess := &session{included: included, unackedTasks: len(sub.UnacknowledgedTasks), cancel: cancel}
+	sess.noSubscribed = time.AfterFunc(c.cfg.SubscribedTimeout, func() {
+		cancelCause(fmt.Errorf("%w within %s", errNoSubscribed, c.cfg.SubscribedTimeout))
+	})
+	defer sess.noSubscribed.Stop()
 	defer func() {
 		c.mu.Lock()
 		c.subscribed = false
@@ -319,27 +358,46 @@ func (c *Client) subscribeOnce(ctx context.Context) (bool, error) {
 	go func() { defer close(hbDone); c.heartbeatLoop(streamCtx, cancelCause) }()
 	defer func() { cancel(); <-hbDone }()
 
-	err = c.readStream(ctx, resp)
+	err = c.readStream(ctx, resp, sess)
 	if cause := context.Cause(streamCtx); ctx.Err() == nil && cause != nil && !errors.Is(cause, context.Canceled) {
 		err = cause
 	}
-	return true, err
+	return sess.subscribed, err
 }
 
-func (c *Client) readStream(ctx context.Context, resp *http.Response) error {
+// onSubscribed makes the link subscribed once the stream's SUBSCRIBED event
+// has arrived. It returns false when the event came after the deadline
+// (the stream is being ended already).
+func (c *Client) onSubscribed(sess *session) bool {
+	if sess.subscribed {
+		return true // a repeated SUBSCRIBED changes nothing
+	}
+	if !sess.noSubscribed.Stop() {
+		return false
+	}
+	sess.subscribed = true
+	c.mu.Lock()
+	c.subscribed = true
+	c.gen++
+	c.streamCancel = sess.cancel
+	for _, p := range sess.included {
+		p.delivered = true
+	}
+	c.mu.Unlock()
+	c.log.WithField("replayed_updates", len(sess.included)).WithField("unacknowledged_tasks", sess.unackedTasks).Info("subscribed to the agent")
+	c.nudge()
+	return true
+}
+
+func (c *Client) readStream(ctx context.Context, resp *http.Response, sess *session) error {
 	// Decode by the media type the agent chose. Comparing the raw header
 	// would decode "application/json; charset=utf-8" as protobuf and skip
 	// every event one by one; anything that is neither type is not an
 	// executor API stream at all (e.g. a proxy's error page with 200).
 	ct := resp.Header.Get("Content-Type")
 	mt, _, _ := mime.ParseMediaType(ct)
-	var unmarshal func(b []byte, ev *executor.Event) error
-	switch mt {
-	case ContentTypeProtobuf:
-		unmarshal = func(b []byte, ev *executor.Event) error { return proto.Unmarshal(b, ev) }
-	case ContentTypeJSON:
-		unmarshal = func(b []byte, ev *executor.Event) error { return json.Unmarshal(b, ev) }
-	default:
+	decode := decoderFor(mt)
+	if decode == nil {
 		return fmt.Errorf("event stream has Content-Type %q, want %s or %s", ct, ContentTypeProtobuf, ContentTypeJSON)
 	}
 	fr := newFrameReader(resp.Body, c.cfg.MaxFrameSize)
@@ -354,12 +412,24 @@ func (c *Client) readStream(ctx context.Context, resp *http.Response) error {
 			}
 			return fmt.Errorf("read event stream: %w", err)
 		}
-		ev := new(executor.Event)
-		if err := unmarshal(frame, ev); err != nil {
-			// One undecodable event must not take the executor down;
-			// the stream framing is intact, so carry on with the next.
-			c.log.WithError(err).WithField("frame_bytes", len(frame)).Error("cannot decode an event from the agent; skipped")
+		ev, err := decode(frame)
+		if errors.Is(err, errEventInvalid) && ev.GetType() == executor.Event_SUBSCRIBED {
+			// Without its payload the subscription is not confirmed and
+			// the task manager learns no framework capabilities: a
+			// protocol error on this stream, which is then re-opened.
+			c.droppedEvents.Add(1)
+			return fmt.Errorf("protocol error in the event stream: %w", err)
+		}
+		if err != nil {
+			// One undecodable or incomplete event must not take the
+			// executor down (nor reach the task manager); the stream
+			// framing is intact, so carry on with the next.
+			c.droppedEvents.Add(1)
+			c.log.WithError(err).WithField("frame_bytes", len(frame)).Error("dropped an event from the agent")
 			continue
+		}
+		if ev.GetType() == executor.Event_SUBSCRIBED && !c.onSubscribed(sess) {
+			return fmt.Errorf("%w within %s (it came later)", errNoSubscribed, c.cfg.SubscribedTimeout)
 		}
 		if !c.handleEvent(ev) {
 			continue
@@ -485,8 +555,7 @@ func (c *Client) sendLoop(ctx context.Context) {
 		}
 		var perm *permanentError
 		if errors.As(err, &perm) {
-			c.dropUpdate(p)
-			c.log.WithError(err).WithField("task_id", p.taskID).Error("agent refused a status update; dropped")
+			c.rejectUpdate(p, err)
 			continue
 		}
 		c.log.WithError(err).WithField("task_id", p.taskID).Debug("status update not accepted yet; will retry")
@@ -512,6 +581,19 @@ func (c *Client) nextToSend() *pending {
 		}
 	}
 	return nil
+}
+
+// rejectUpdate handles an update the agent refused for good: it leaves the
+// outbox (resending the same bytes gets the same answer), and since the
+// agent will never ACK it, the refusal is logged, counted and reported.
+func (c *Client) rejectUpdate(p *pending, err error) {
+	c.dropUpdate(p)
+	c.rejectedUpdates.Add(1)
+	c.log.WithError(err).WithFields(logrus.Fields{"task_id": p.taskID, "state": p.state.String()}).
+		Error("agent refused a status update; dropped, it will never be acknowledged")
+	if c.OnReject != nil {
+		c.OnReject(p.taskID, p.state, err)
+	}
 }
 
 func (c *Client) dropUpdate(p *pending) {

@@ -634,24 +634,38 @@ func TestSubscribeRetriedWhileAgentRecovers(t *testing.T) {
 	r.next(t, executor.Event_SUBSCRIBED)
 }
 
-// TestBadStream: a SUBSCRIBE answered 200 with something that is not a
-// RecordIO event stream.
+// TestBadStream: a subscribed stream that turns into something that is not
+// RecordIO: the stream is closed with an error naming the problem and the
+// link reconnects (with checkpointing) or gives up (without), as for any
+// broken stream. The headers of 2^63 and above used to panic inside
+// mesos-go's reader and kill the executor.
 func TestBadStream(t *testing.T) {
 	t.Parallel()
+	sub, err := proto.Marshal(subscribedEvent())
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
-		name, contentType, body, want string
+		name, body, want string
 	}{
-		{"garbage size", agent.ContentTypeProtobuf, "abc\n", "bad frame size"},
-		{"size too long", agent.ContentTypeProtobuf, "123456789012345678901234567\n", "bad frame size"},
-		{"oversized frame", agent.ContentTypeProtobuf, "999999999999\n" + strings.Repeat("x", 2<<20), "oversized frame"},
-		{"truncated frame", agent.ContentTypeProtobuf, "10\nabc", "underrun"},
-		{"not an event stream", "text/html", "<html>proxy error</html>", `Content-Type "text/html"`},
+		{"garbage size", "abc\n", "bad frame size"},
+		{"size with a sign", "+12\nabcdefghijkl", "bad frame size"},
+		{"size with spaces", " 12\nabcdefghijkl", "bad frame size"},
+		{"empty size", "\nabc", "bad frame size"},
+		{"size too long", "000000000000000000000000001\nx", "bad frame size"},
+		{"size beyond int64", "10000000000000000000\nx", "oversized frame"},
+		{"size beyond uint64", "99999999999999999999\nx", "oversized frame"},
+		{"oversized frame", "999999999999\n" + strings.Repeat("x", 2<<20), "oversized frame"},
+		// Below mesos-go's 16 KiB starting buffer its own limit never fired.
+		{"oversized small frame", "1025\n" + strings.Repeat("x", 1025), "oversized frame"},
+		{"truncated frame", "10\nabc", "underrun"},
+		{"truncated size", "10", "underrun"},
 	}
 	for _, tt := range tests {
 		serve := func(w http.ResponseWriter, _ *http.Request) {
-			w.Header().Set("Content-Type", tt.contentType)
+			w.Header().Set("Content-Type", agent.ContentTypeProtobuf)
 			w.WriteHeader(http.StatusOK)
-			_, _ = fmt.Fprint(w, tt.body)
+			_, _ = fmt.Fprintf(w, "%d\n%s%s", len(sub), sub, tt.body)
 		}
 		t.Run(tt.name+"/no checkpoint", func(t *testing.T) {
 			t.Parallel()
@@ -659,9 +673,9 @@ func TestBadStream(t *testing.T) {
 			f.subscribe = serve
 			cfg := baseConfig(f.addr())
 			cfg.Checkpoint = false
-			cfg.MaxFrameSize = 1 << 20
+			cfg.MaxFrameSize = 1024
 			r := run(t, cfg, nil)
-			err := r.wait(t, 2*time.Second)
+			err := r.wait(t, waitTimeout)
 			if !errors.Is(err, agent.ErrDisconnected) || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Run = %v, want ErrDisconnected naming %q", err, tt.want)
 			}
@@ -672,7 +686,7 @@ func TestBadStream(t *testing.T) {
 			f.subscribe = serve
 			var logs syncBuffer
 			cfg := baseConfig(f.addr())
-			cfg.MaxFrameSize = 1 << 20
+			cfg.MaxFrameSize = 1024
 			r := run(t, cfg, testLog(t, &logs))
 			eventually(t, "a reconnect", func() bool { return len(f.seen(executor.Call_SUBSCRIBE)) >= 2 })
 			if !r.running() {
@@ -684,6 +698,30 @@ func TestBadStream(t *testing.T) {
 				t.Errorf("log does not name the problem %q:\n%s", tt.want, logs.String())
 			}
 		})
+	}
+}
+
+// TestNotAnEventStream: a 200 to SUBSCRIBE that is not an executor API
+// stream (a proxy's error page) is not a subscription: SUBSCRIBE is sent
+// again, even without checkpointing, and the reason is logged.
+func TestNotAnEventStream(t *testing.T) {
+	t.Parallel()
+	f := newFront(t, "", "")
+	f.subscribe = func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusOK)
+		_, _ = fmt.Fprint(w, "<html>proxy error</html>")
+	}
+	var logs syncBuffer
+	cfg := baseConfig(f.addr())
+	cfg.Checkpoint = false
+	r := run(t, cfg, testLog(t, &logs))
+	eventually(t, "a second SUBSCRIBE", func() bool { return len(f.seen(executor.Call_SUBSCRIBE)) >= 2 })
+	if !r.running() {
+		t.Fatalf("Run returned: %v", r.err)
+	}
+	if want := `Content-Type \"text/html\"`; !strings.Contains(logs.String(), want) {
+		t.Errorf("log does not name the problem %s:\n%s", want, logs.String())
 	}
 }
 

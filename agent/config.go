@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"strings"
 	"time"
 
 	mesostime "github.com/mesos/mesos-go/api/v1/lib/time"
@@ -64,6 +62,10 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	// CallTimeout bounds one non-SUBSCRIBE call. Default 10s.
 	CallTimeout time.Duration
+	// SubscribedTimeout is how long after a 200 to SUBSCRIBE the SUBSCRIBED
+	// event may take; then the stream is closed and SUBSCRIBE sent again.
+	// Default 1s, the period of Mesos's doReliableRegistration.
+	SubscribedTimeout time.Duration
 }
 
 // Secret is a credential that must never reach a log line or an error
@@ -101,6 +103,7 @@ func (c Config) withDefaults() Config {
 	def(&c.RegistrationTimeout, time.Minute)
 	def(&c.HeartbeatInterval, 30*time.Second)
 	def(&c.CallTimeout, 10*time.Second)
+	def(&c.SubscribedTimeout, time.Second)
 	if c.ContentType == "" {
 		c.ContentType = ContentTypeProtobuf
 	}
@@ -176,35 +179,6 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		return Config{}, fmt.Errorf("%w: %w", ErrBadEnvironment, errors.Join(errs...))
 	}
 	return c, nil
-}
-
-// executorURL builds the API endpoint. MESOS_AGENT_ENDPOINT ("ip:port") is the
-// documented source; MESOS_SLAVE_PID ("slave(1)@ip:port") is what the C++
-// library uses and also names the libprocess id needed on a domain socket.
-func executorURL(endpoint, pid string, domainSocket bool) (string, error) {
-	id, addr := "slave(1)", endpoint
-	if pid != "" {
-		i := strings.IndexByte(pid, '@')
-		if i <= 0 || i == len(pid)-1 {
-			return "", fmt.Errorf("MESOS_SLAVE_PID=%q: want id@ip:port", pid)
-		}
-		id = pid[:i]
-		if addr == "" {
-			addr = pid[i+1:]
-		}
-	}
-	if domainSocket {
-		// The agent serves only /slave(N)/api/v1/executor on its domain
-		// socket and answers 403 to the plain /api/v1/executor.
-		return "http://localhost/" + id + "/api/v1/executor", nil
-	}
-	if addr == "" {
-		return "", errors.New("neither MESOS_AGENT_ENDPOINT nor MESOS_SLAVE_PID is set")
-	}
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return "", fmt.Errorf("agent endpoint %q: %w", addr, err)
-	}
-	return "http://" + addr + "/api/v1/executor", nil
 }
 
 // ParseDuration parses a stout duration ("1.5secs", "2mins") or, failing

@@ -202,6 +202,63 @@ func TestConfigFromEnv(t *testing.T) {
 			set:     map[string]string{"MESOS_AGENT_ENDPOINT": "10.0.0.1", "MESOS_SLAVE_PID": ""},
 			wantErr: []string{`"10.0.0.1"`},
 		},
+		// Found by fuzzing: these used to pass and fail only at the first
+		// connect.
+		{
+			name:    "endpoint host is not a host",
+			set:     map[string]string{"MESOS_AGENT_ENDPOINT": "#:", "MESOS_SLAVE_PID": ""},
+			wantErr: []string{`MESOS_AGENT_ENDPOINT="#:"`},
+		},
+		{
+			name:    "endpoint host with a space",
+			set:     map[string]string{"MESOS_AGENT_ENDPOINT": "a b:1", "MESOS_SLAVE_PID": ""},
+			wantErr: []string{`MESOS_AGENT_ENDPOINT="a b:1"`, "neither an IP address nor a host name"},
+		},
+		{
+			name:    "endpoint port out of range",
+			set:     map[string]string{"MESOS_AGENT_ENDPOINT": "10.0.0.1:65536"},
+			wantErr: []string{`MESOS_AGENT_ENDPOINT="10.0.0.1:65536"`, "port"},
+		},
+		{
+			name:    "endpoint port zero",
+			set:     map[string]string{"MESOS_AGENT_ENDPOINT": "10.0.0.1:0"},
+			wantErr: []string{`MESOS_AGENT_ENDPOINT="10.0.0.1:0"`},
+		},
+		{
+			name:    "endpoint port not a number",
+			set:     map[string]string{"MESOS_AGENT_ENDPOINT": "10.0.0.1:http"},
+			wantErr: []string{`MESOS_AGENT_ENDPOINT="10.0.0.1:http"`},
+		},
+		{
+			name:    "endpoint with a path",
+			set:     map[string]string{"MESOS_AGENT_ENDPOINT": "evil/x?y#:1"},
+			wantErr: []string{`MESOS_AGENT_ENDPOINT=`},
+		},
+		{
+			name:    "endpoint with an IPv6 zone",
+			set:     map[string]string{"MESOS_AGENT_ENDPOINT": "[fe80::1%eth0]:5051"},
+			wantErr: []string{`MESOS_AGENT_ENDPOINT=`, "zone"},
+		},
+		{
+			name:    "endpoint from a bad pid names the pid",
+			set:     map[string]string{"MESOS_AGENT_ENDPOINT": "", "MESOS_SLAVE_PID": "slave(1)@#:"},
+			wantErr: []string{`MESOS_SLAVE_PID="slave(1)@#:"`},
+		},
+		{
+			name: "pid id that is not a path segment",
+			set: map[string]string{"MESOS_DOMAIN_SOCKET": "/var/run/mesos/agent.sock",
+				"MESOS_SLAVE_PID": "../x?@1.2.3.4:5051"},
+			wantErr: []string{`MESOS_SLAVE_PID="../x?@1.2.3.4:5051"`},
+		},
+		{
+			name: "host name endpoint",
+			set:  map[string]string{"MESOS_AGENT_ENDPOINT": "agent-7.example.com:5051"},
+			check: func(t *testing.T, c agent.Config) {
+				if want := "http://agent-7.example.com:5051/api/v1/executor"; c.URL != want {
+					t.Errorf("URL = %q, want %q", c.URL, want)
+				}
+			},
+		},
 		{
 			name: "sandbox falls back to directory",
 			set:  map[string]string{"MESOS_SANDBOX": "", "MESOS_DIRECTORY": "/host/sandbox"},

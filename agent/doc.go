@@ -9,4 +9,10 @@
 // unacknowledged updates and tasks and replays them byte-identical on every
 // re-subscription. It does not interpret task state: that is the task
 // package's job.
+//
+// What the agent sends is checked before it is used: every RecordIO size line
+// is bounded before mesos-go's reader sees it (frames.go), an event without
+// its payload or ids is dropped and counted rather than passed on (events.go),
+// and a SUBSCRIBE counts as subscribed only once its SUBSCRIBED event arrives
+// (otherwise it is re-sent every second, as Mesos's own executors do).
 package agent

@@ -103,11 +103,21 @@ type runner struct {
 // run starts c.Run; the test's cleanup cancels it and requires it to return.
 func run(t *testing.T, cfg agent.Config, log *logrus.Entry) *runner {
 	t.Helper()
+	return runWith(t, cfg, log, nil)
+}
+
+// runWith is run with setup applied to the Client before Run (for hooks
+// such as OnAck and OnReject).
+func runWith(t *testing.T, cfg agent.Config, log *logrus.Entry, setup func(*agent.Client)) *runner {
+	t.Helper()
 	if log == nil {
 		log = testLog(t, nil)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &runner{c: agent.New(cfg, log), cancel: cancel, exited: make(chan struct{})}
+	if setup != nil {
+		setup(r.c)
+	}
 	go func() {
 		defer close(r.exited)
 		r.err = r.c.Run(ctx)

@@ -53,6 +53,9 @@ func (a *Agent) Env(sandboxDir string, extra map[string]string) []string {
 			env[k] = v
 		}
 	}
+	if a.opts.AuthToken != "" {
+		env["MESOS_EXECUTOR_AUTHENTICATION_TOKEN"] = a.opts.AuthToken
+	}
 	for k, v := range extra {
 		env[k] = v
 	}

@@ -1,6 +1,7 @@
 package localagent
 
 import (
+	"crypto/subtle"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -57,6 +58,12 @@ func (a *Agent) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	a.mu.Unlock()
 	if forced {
 		reply(w, http.StatusServiceUnavailable, msgRecovering)
+		return
+	}
+	if want := a.opts.AuthToken; want != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+want)) != 1 {
+		// libprocess's authenticator answers before the handler runs.
+		w.Header().Set("WWW-Authenticate", `Bearer realm="mesos-agent-executor"`)
+		reply(w, http.StatusUnauthorized, "")
 		return
 	}
 	if r.Method != http.MethodPost {
@@ -202,10 +209,16 @@ func (a *Agent) subscribe(w http.ResponseWriter, r *http.Request, c *call, media
 		reply(w, code, msg)
 		return
 	}
+	a.subscribeCalls++
 	a.streamID++
 	s := newStream(a.streamID, mediaType, a.log)
 	a.streams[s] = struct{}{}
-	if a.shutdownFirst || a.terminating {
+	if a.withholdSubscribedN > 0 && !a.terminating {
+		// A 200 whose SUBSCRIBED never comes: the stream stays open and
+		// silent, and the agent's state does not change.
+		a.withholdSubscribedN--
+		a.log.WithField("stream", s.id).Debug("withholding SUBSCRIBED")
+	} else if a.shutdownFirst || a.terminating {
 		a.shutdownFirst = false
 		s.send(&executor.Event{Type: executor.Event_SHUTDOWN})
 		s.end(false)

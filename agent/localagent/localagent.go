@@ -13,7 +13,8 @@
 //
 // Non-goals: there is no master or scheduler (terminal updates are never
 // acknowledged by a framework, so tasks stay "terminated" for ever), no
-// containerizer, no executor authentication, no LAUNCH_GROUP, no HEARTBEAT
+// containerizer, no JWT claims checks (Options.AuthToken compares the whole
+// token), no LAUNCH_GROUP, no HEARTBEAT
 // events (the real agent sends the first one after 30 minutes), and the agent
 // never destroys the executor on its own, e.g. after a registration timeout.
 package localagent
@@ -75,6 +76,12 @@ type Options struct {
 	Log *logrus.Entry
 	// Addr is the listen address, default "127.0.0.1:0".
 	Addr string
+	// AuthToken, when set, turns on executor authentication
+	// (--authenticate_http_executors): every call must carry
+	// "Authorization: Bearer <AuthToken>" or gets 401, as from the agent's
+	// JWT authenticator, and Env passes the token to the executor in
+	// MESOS_EXECUTOR_AUTHENTICATION_TOKEN.
+	AuthToken string
 	// ReregistrationTimeout is --executor_reregistration_timeout: after
 	// Restart, non-SUBSCRIBE calls get 503 until it has passed and the
 	// executor has re-subscribed. Env reports it as
@@ -149,6 +156,7 @@ type Agent struct {
 
 	subscribed     chan struct{}
 	subscribeCount int
+	subscribeCalls int // valid SUBSCRIBE calls answered with a stream
 	lastSubscribe  *executor.Call_Subscribe
 
 	// Scripted faults.
@@ -160,6 +168,8 @@ type Agent struct {
 	subscribeBody   string
 	subscribeN      int
 	shutdownFirst   bool
+	// withholdSubscribedN: streams still to be opened without SUBSCRIBED.
+	withholdSubscribedN int
 }
 
 // task is what the agent knows about one task.
@@ -556,4 +566,22 @@ func (a *Agent) ShutdownFirst() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.shutdownFirst = true
+}
+
+// WithholdSubscribed answers the next n valid SUBSCRIBE calls with 200 and a
+// stream that stays open but never carries SUBSCRIBED (nor anything else),
+// as when the event is lost between agent and executor. The agent's state
+// does not change: the executor stays unsubscribed and must SUBSCRIBE again.
+func (a *Agent) WithholdSubscribed(n int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.withholdSubscribedN = n
+}
+
+// SubscribeCalls returns how many valid SUBSCRIBE calls got a 200 stream,
+// with or without SUBSCRIBED (SubscribeCount counts only the latter).
+func (a *Agent) SubscribeCalls() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.subscribeCalls
 }

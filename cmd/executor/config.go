@@ -62,6 +62,10 @@ type Config struct {
 	FinishedMaxAge    time.Duration
 	FactsTimeout      time.Duration
 	AckWait           time.Duration
+
+	// StartWarnings are problems found before the logger existed, logged
+	// first thing by run.
+	StartWarnings []string
 }
 
 // envPrefix: every flag can also come from EXECUTOR_<NAME> (dashes become

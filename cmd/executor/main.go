@@ -20,6 +20,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/mdx-executor/mdx/agent"
 	"github.com/mdx-executor/mdx/status"
 )
 
@@ -58,7 +59,23 @@ func realMain(args []string) int {
 			return 0
 		}
 	}
-	cfg, err := parseConfig(args, os.Getenv)
+	// First of all, before any goroutine or child could see it: the agent
+	// token leaves the environment (this may re-execute the process).
+	token, warning, err := takeAuthToken()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "executor:", err)
+		return 2
+	}
+	getenv := func(k string) string {
+		if k == agent.TokenEnv {
+			return string(token)
+		}
+		return os.Getenv(k)
+	}
+	cfg, err := parseConfig(args, getenv)
+	if warning != "" {
+		cfg.StartWarnings = append(cfg.StartWarnings, warning)
+	}
 	if err != nil {
 		if errors.Is(err, errHelp) {
 			return 0

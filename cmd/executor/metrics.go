@@ -87,6 +87,21 @@ func (m *metrics) register(reg *prometheus.Registry, mgr *task.Manager, link *ag
 		&taskCollector{mgr: mgr},
 		&pullCollector{pulls: dc.Pulls},
 	)
+	reg.MustRegister(linkCollectors(link)...)
+}
+
+// linkCollectors are the agent link's failure counters.
+func linkCollectors(link *agent.Client) []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "updates_rejected_total",
+			Help: "Status updates the agent refused for good (400 or another 4xx that is not retried); they are never acknowledged.",
+		}, func() float64 { return float64(link.Stats().RejectedUpdates) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "agent_events_dropped_total",
+			Help: "Events from the agent dropped because their payload or a required id was missing.",
+		}, func() float64 { return float64(link.Stats().DroppedEvents) }),
+	}
 }
 
 func (m *metrics) observeAck(_ string, state mesos.TaskState, rtt time.Duration) {

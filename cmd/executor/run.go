@@ -59,8 +59,11 @@ func run(cfg Config) int {
 		fmt.Fprintln(os.Stderr, "executor:", err)
 		return 2
 	}
-	// The token authenticates this executor to its agent only: drop it from
-	// the environment before anything could pass it on.
+	for _, w := range cfg.StartWarnings {
+		log.Warn(w)
+	}
+	// The token authenticates this executor to its agent only; main took
+	// it out of the environment (takeAuthToken), this is belt and braces.
 	_ = os.Unsetenv(agent.TokenEnv)
 
 	// SIGPIPE on a closed socket must not kill the executor; the write
