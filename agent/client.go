@@ -39,7 +39,7 @@ type Client struct {
 	// refused for good (400 or another 4xx that is not retried): the update
 	// has left the outbox and will never be acknowledged, so the task
 	// manager must not wait for its ACK.
-	OnReject func(taskID string, state mesos.TaskState, err error)
+	OnReject func(taskID string, state mesos.TaskState, uuid []byte, err error)
 
 	// droppedEvents counts events refused by validateEvent and
 	// rejectedUpdates the updates the agent refused for good.
@@ -592,7 +592,7 @@ func (c *Client) rejectUpdate(p *pending, err error) {
 	c.log.WithError(err).WithFields(logrus.Fields{"task_id": p.taskID, "state": p.state.String()}).
 		Error("agent refused a status update; dropped, it will never be acknowledged")
 	if c.OnReject != nil {
-		c.OnReject(p.taskID, p.state, err)
+		c.OnReject(p.taskID, p.state, []byte(p.uuid), err)
 	}
 }
 

@@ -114,7 +114,7 @@ func TestRejectedUpdate(t *testing.T) {
 			rejected := make(chan rejection, 4)
 			var logs syncBuffer
 			r := runWith(t, baseConfig(la.Endpoint()), testLog(t, &logs), func(c *agent.Client) {
-				c.OnReject = func(taskID string, state mesos.TaskState, err error) {
+				c.OnReject = func(taskID string, state mesos.TaskState, _ []byte, err error) {
 					rejected <- rejection{taskID, state, err}
 				}
 			})

@@ -69,7 +69,7 @@ func (m *Manager) launch(ctx context.Context, info *mesos.TaskInfo) {
 		cs := cfg.check.InitialStatus()
 		t.checkStatus = &cs
 	}
-	m.setState(t, mesos.TASK_STARTING, 0, "")
+	m.setState(t, mesos.TASK_STARTING, 0, "launching a container from image "+cfg.spec.Image+" (pulled first when absent or forced)")
 	if cfg.maxCompletion > 0 {
 		// Mesos counts max_completion_time from the launch.
 		t.maxTimer = m.after(cfg.maxCompletion, timerMsg{taskID: id, kind: timerMax})
@@ -166,8 +166,9 @@ func (m *Manager) runLaunch(ctx context.Context, j launchJob) {
 		fail("", fmt.Errorf("prepare the task sandbox: %w", err))
 		return
 	}
-	if err := m.rt.EnsureImage(ctx, j.spec.Image, j.spec.ForcePull); err != nil {
-		fail("", err)
+	img, err := m.rt.EnsureImageFor(ctx, j.id, j.spec.Image, j.spec.ForcePull)
+	if err != nil {
+		fail("", fmt.Errorf("image %s: %w", j.spec.Image, err))
 		return
 	}
 	// Create and Start are never abandoned half-way: a cancelled request
@@ -202,7 +203,7 @@ func (m *Manager) runLaunch(ctx context.Context, j launchJob) {
 		fail(cid, err)
 		return
 	}
-	m.post(launchMsg{taskID: j.id, gen: j.gen, containerID: cid, stage: stageStarted, info: info, files: files})
+	m.post(launchMsg{taskID: j.id, gen: j.gen, containerID: cid, stage: stageStarted, info: info, files: files, note: img.Message()})
 }
 
 // facts inspects a started container until Docker reports its pid (and, on
@@ -321,7 +322,7 @@ func (m *Manager) onLaunchStep(msg launchMsg) {
 			// after TASK_KILLING.
 			m.signal(t)
 		} else {
-			m.setState(t, mesos.TASK_RUNNING, 0, "")
+			m.setState(t, mesos.TASK_RUNNING, 0, msg.note)
 			t.log.WithField("ip", t.ip).Info("task running")
 			m.startChecks(t)
 		}

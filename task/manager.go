@@ -190,6 +190,14 @@ func (m *Manager) HandleEvent(ev *executor.Event) { m.post(ev) }
 // HandleExit passes a container exit to the loop.
 func (m *Manager) HandleExit(e containerd.Exit) { m.post(exitMsg{e}) }
 
+// UpdateRejected tells the loop that the agent refused one of a task's
+// updates for good: it will never be acknowledged, so the task must not wait
+// for it to leave the table.
+func (m *Manager) UpdateRejected(taskID string, uuid []byte) {
+	m.post(&executor.Event{Type: executor.Event_ACKNOWLEDGED,
+		Acknowledged: &executor.Event_Acknowledged{TaskID: mesos.TaskID{Value: taskID}, UUID: uuid}})
+}
+
 // Reconcile asks the loop to check every running task against Docker now,
 // as after the events stream was reopened.
 func (m *Manager) Reconcile() { m.post(reconcileNow{}) }

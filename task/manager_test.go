@@ -121,8 +121,8 @@ func (f *fakeRuntime) call(ctx context.Context, key string) error {
 	return err
 }
 
-func (f *fakeRuntime) EnsureImage(ctx context.Context, ref string, force bool) error {
-	return f.call(ctx, "EnsureImage "+ref)
+func (f *fakeRuntime) EnsureImageFor(ctx context.Context, _, ref string, force bool) (containerd.ImageResult, error) {
+	return containerd.ImageResult{}, f.call(ctx, "EnsureImage "+ref)
 }
 
 func (f *fakeRuntime) Create(ctx context.Context, spec containerd.Spec) (string, error) {

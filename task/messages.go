@@ -21,6 +21,7 @@ type (
 		info        containerd.Info    // stageStarted: the container's facts
 		files       *sandbox.TaskFiles // stageStarted: the run's log files, now the loop's
 		err         error              // stageFailed
+		note        string             // stageStarted: said in TASK_RUNNING's message (a pull fallback)
 	}
 	exitMsg    struct{ exit containerd.Exit }
 	drainedMsg struct{ exit containerd.Exit }

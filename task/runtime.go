@@ -12,9 +12,10 @@ import (
 // implemented by *containerd.Client (the Docker Engine adapter); unit tests use
 // a fake.
 type Runtime interface {
-	// EnsureImage makes the image present locally, pulling it only when it is
-	// absent or force is set. Concurrent calls for one reference share a pull.
-	EnsureImage(ctx context.Context, ref string, force bool) error
+	// EnsureImageFor makes the image present locally for a task, pulling it
+	// only when it is absent or force is set. Concurrent calls for one
+	// reference share a pull; a caller whose ctx ends returns at once.
+	EnsureImageFor(ctx context.Context, taskID, ref string, force bool) (containerd.ImageResult, error)
 	// Create creates (but does not start) a container and returns its id.
 	Create(ctx context.Context, spec containerd.Spec) (string, error)
 	// Start starts a created container.

@@ -35,7 +35,7 @@ func TestUpdatesRejectedMetric(t *testing.T) {
 		HeartbeatInterval: -1,
 	}, logrus.NewEntry(l))
 	rejected := make(chan struct{}, 1)
-	link.OnReject = func(string, mesos.TaskState, error) { rejected <- struct{}{} }
+	link.OnReject = func(string, mesos.TaskState, []byte, error) { rejected <- struct{}{} }
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- link.Run(ctx) }()

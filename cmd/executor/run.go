@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	"github.com/mesos/mesos-go/api/v1/lib/executor"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
@@ -92,7 +93,7 @@ func run(cfg Config) int {
 
 	reg := prometheus.NewRegistry()
 	m := newDockerMetrics(reg)
-	dc, err := containerd.New(root, containerd.Config{Host: cfg.DockerHost, CallTimeout: cfg.DockerTimeout, PullStallTimeout: cfg.PullStallTimeout, Observe: m.observeDocker}, log.WithField("component", "docker"))
+	dc, err := containerd.New(root, containerd.Config{Host: cfg.DockerHost, CallTimeout: cfg.DockerTimeout, PullStallTimeout: cfg.PullStallTimeout, DockerConfigPath: pol.DockerConfig, Observe: m.observeDocker}, log.WithField("component", "docker"))
 	if err != nil {
 		log.WithError(err).Error("cannot reach the Docker Engine; exiting so that the agent reports the executor's tasks")
 		return exitFailure
@@ -198,6 +199,7 @@ func run(cfg Config) int {
 		reg.MustRegister(images.Collectors()...)
 	}
 	link.OnAck = m.observeAck
+	link.OnReject = func(taskID string, _ mesos.TaskState, uuid []byte, _ error) { mgr.UpdateRejected(taskID, uuid) }
 
 	src := &stateSource{cfg: cfg, policy: pol, instance: instance, started: time.Now(), mgr: mgr, link: link, docker: dinfo,
 		dockerAPI: dc.APIVersion(), cgroups: cg, storage: storage, remover: remover, sweeper: sweeper, images: images,
