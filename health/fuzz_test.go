@@ -143,7 +143,7 @@ func checkProbeURL(t *testing.T, scheme string, port uint32, path string) {
 	if !strings.HasPrefix(path, "/") {
 		t.Fatalf("accepted path %q", path)
 	}
-	p := newProber(probe{typ: HTTP, port: port, path: path, scheme: scheme}, Target{}, nil, 0)
+	p := newProber(probe{typ: HTTP, port: port, path: path, scheme: scheme}, Target{}, nil, nil, 0)
 	u, err := url.Parse(p.url())
 	if err != nil {
 		t.Fatalf("accepted path %q gives a URL that does not parse: %v", path, err)
