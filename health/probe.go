@@ -43,6 +43,7 @@ type observation struct {
 	exitCode   int    // Command, when err == nil
 	output     []byte // Command
 	statusCode int    // HTTP, when err == nil
+	redirected string // HTTP: the URL of the last redirect followed, if any
 	connected  bool   // TCP
 }
 
@@ -197,7 +198,11 @@ func (p *prober) runHTTP(ctx context.Context) observation {
 	req.Header.Set("User-Agent", "mdx-health-check")
 	resp, err := p.client.Do(req)
 	if err != nil {
-		return observation{err: err}
+		obs := observation{err: err}
+		if ue, ok := errors.AsType[*url.Error](err); ok && ue.URL != p.url() {
+			obs.redirected = ue.URL
+		}
+		return obs
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody))
 	_ = resp.Body.Close()
@@ -233,6 +238,9 @@ func (p *prober) healthy(obs observation, timeout time.Duration) (bool, string) 
 	}
 	switch p.probe.typ {
 	case HTTP:
+		if obs.err != nil && obs.redirected != "" {
+			return false, fmt.Sprintf("%s failed after a redirect to %s: %s", what, obs.redirected, shortErr(obs.err))
+		}
 		if obs.err != nil {
 			return false, fmt.Sprintf("%s failed: %s", what, shortErr(obs.err))
 		}
