@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -310,4 +311,53 @@ func getBody(t *testing.T, url string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestDockerOneNetnsFdPerTask: a task's health check and generic check
+// share one descriptor of its container's namespace, which Stop releases.
+func TestDockerOneNetnsFdPerTask(t *testing.T) {
+	t.Parallel()
+	c, image := requireDocker(t)
+	tg := runContainer(t, c, image, "", "serve", "8080")
+	s := supervise(t, c, health.Options{})
+	link, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", tg.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := newResults()
+	spec := fast(health.HTTP)
+	spec.Port, spec.Grace = 8080, 20*time.Second
+	s.Start(tg, spec, res.report)
+	s.StartCheck(tg, &health.CheckSpec{Type: health.TCP, Port: 8080, Interval: 200 * time.Millisecond, Timeout: time.Second}, nil)
+	if r := res.next(t, 20*time.Second); !r.Healthy {
+		t.Fatalf("report = %+v; want healthy", r)
+	}
+	if n := fdsTo(t, link); n != 1 {
+		t.Errorf("%d descriptors of %s while the task is checked; want 1", n, link)
+	}
+	s.Stop(tg.TaskID)
+	deadline := time.Now().Add(5 * time.Second)
+	for fdsTo(t, link) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d descriptors of %s left 5s after Stop", fdsTo(t, link), link)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// fdsTo counts the process's descriptors whose link is target, e.g.
+// "net:[4026532249]".
+func fdsTo(t *testing.T, target string) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range entries {
+		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && l == target {
+			n++
+		}
+	}
+	return n
 }

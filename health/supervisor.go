@@ -49,16 +49,20 @@ type Execer interface {
 // Target is the container a task's checks probe.
 type Target struct {
 	TaskID      string
-	ContainerID string // for command probes
-	// IP is the container's own address (bridge or user-defined network).
-	// Empty for host and none networks: probes then go to 127.0.0.1 in the
-	// container's network namespace.
+	ContainerID string // the full id: command probes, and the pid's cgroup check
+	// IP is the container's own address, for information only: probes
+	// never use it, since after the container's end it may belong to
+	// another container.
 	IP string
-	// Pid is the container's init process as inspected after start; its
-	// /proc/<pid>/ns/net is the namespace entered when IP is empty.
+	// Pid is the container's init process as inspected after start. HTTP
+	// and TCP probes go to 127.0.0.1 in its network namespace, opened when
+	// the check starts once /proc/<pid>/cgroup shows ContainerID, and held
+	// until the task's checks stop. Required for HTTP and TCP probes, except
+	// on the host network.
 	Pid int
-	// HostNetwork says the container shares the host's network namespace;
-	// probes go to 127.0.0.1 even if IP is set.
+	// HostNetwork says the container shares the host's network namespace.
+	// Without a Pid, probes then go to 127.0.0.1 in the executor's own
+	// namespace.
 	HostNetwork bool
 }
 
