@@ -73,6 +73,8 @@ type prober struct {
 	maxOutput int
 	dialer    net.Dialer
 	client    *http.Client // HTTP only
+	// followed is the last redirect the current HTTP probe followed.
+	followed string
 }
 
 // newProber returns the prober of one check. ns is the task's network
@@ -96,7 +98,7 @@ func newProber(p probe, t Target, ns *nsHandle, execer Execer, maxOutput int) *p
 				DisableKeepAlives:      true,
 				MaxResponseHeaderBytes: maxHeaderBytes,
 			},
-			CheckRedirect: checkRedirect,
+			CheckRedirect: pr.checkRedirect,
 		}
 	}
 	return pr
@@ -109,13 +111,16 @@ func newProber(p probe, t Target, ns *nsHandle, execer Execer, maxOutput int) *p
 // curl without -L would report it. Dialling only ever happens inside the
 // container's namespace (dial), so even a followed redirect to 127.0.0.1
 // reaches the container, never the host.
-func checkRedirect(req *http.Request, via []*http.Request) error {
+//
+// The client calls it from the goroutine running the probe.
+func (p *prober) checkRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) >= maxRedirects {
 		return fmt.Errorf("stopped after %d redirects", maxRedirects)
 	}
 	if ip := net.ParseIP(req.URL.Hostname()); ip == nil || !ip.IsLoopback() {
 		return http.ErrUseLastResponse
 	}
+	p.followed = req.URL.String()
 	return nil
 }
 
@@ -196,13 +201,10 @@ func (p *prober) runHTTP(ctx context.Context) observation {
 		return observation{err: err}
 	}
 	req.Header.Set("User-Agent", "mdx-health-check")
+	p.followed = ""
 	resp, err := p.client.Do(req)
 	if err != nil {
-		obs := observation{err: err}
-		if ue, ok := errors.AsType[*url.Error](err); ok && ue.URL != p.url() {
-			obs.redirected = ue.URL
-		}
-		return obs
+		return observation{err: err, redirected: p.followed}
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody))
 	_ = resp.Body.Close()

@@ -139,7 +139,7 @@ func TestHTTPProbe(t *testing.T) {
 		{"redirect to another host not followed", probe{path: "/redirect-to?url=http://198.51.100.1/"}, host, time.Second, true, "returned 302", 302},
 		{"redirect to a name not followed", probe{path: "/redirect-to?url=http://localhost:1/"}, host, time.Second, true, "returned 302", 302},
 		{"redirect to another host rejected by statuses", probe{path: "/redirect-to?url=http://198.51.100.1/", statuses: []uint32{200}}, host, time.Second, false, "returned 302", 302},
-		{"redirect loop", probe{path: "/loop"}, host, 5 * time.Second, false, "failed after a redirect to /loop: stopped after 50 redirects", 0},
+		{"redirect loop", probe{path: "/loop"}, host, 5 * time.Second, false, fmt.Sprintf("failed after a redirect to http://127.0.0.1:%d/loop: stopped after 50 redirects", port), 0},
 		{"endless headers", probe{path: "/headers"}, host, 10 * time.Second, false, "exceeded", 0},
 		{"endless headers and a short timeout", probe{path: "/headers"}, host, 30 * time.Millisecond, false, "timed out after 30ms", 0},
 		{"big body", probe{path: "/big"}, host, 5 * time.Second, true, "returned 200", 200},
