@@ -2,7 +2,6 @@ package health
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
@@ -28,21 +27,15 @@ func ParseCheck(c *mesos.CheckInfo) (*CheckSpec, error) {
 	if c == nil {
 		return nil, nil
 	}
-	secs := func(field string, f float64) (time.Duration, error) {
-		if f < 0 {
-			return 0, fmt.Errorf("%w: check.%s must not be negative", ErrInvalid, field)
-		}
-		return time.Duration(f * float64(time.Second)), nil
-	}
 	s := &CheckSpec{}
 	var err error
-	if s.Delay, err = secs("delay_seconds", c.GetDelaySeconds()); err != nil {
+	if s.Delay, err = seconds("check.delay_seconds", c.GetDelaySeconds()); err != nil {
 		return nil, err
 	}
-	if s.Interval, err = secs("interval_seconds", c.GetIntervalSeconds()); err != nil {
+	if s.Interval, err = seconds("check.interval_seconds", c.GetIntervalSeconds()); err != nil {
 		return nil, err
 	}
-	if s.Timeout, err = secs("timeout_seconds", c.GetTimeoutSeconds()); err != nil {
+	if s.Timeout, err = seconds("check.timeout_seconds", c.GetTimeoutSeconds()); err != nil {
 		return nil, err
 	}
 	if s.Interval == 0 {
@@ -71,23 +64,23 @@ func ParseCheck(c *mesos.CheckInfo) (*CheckSpec, error) {
 		if c.HTTP == nil {
 			return nil, fmt.Errorf("%w: check.type HTTP without check.http", ErrInvalid)
 		}
-		if c.HTTP.Port == 0 || c.HTTP.Port > 65535 {
-			return nil, fmt.Errorf("%w: check.http.port must be 1-65535, got %d", ErrInvalid, c.HTTP.Port)
+		if err := checkPort("check.http.port", c.HTTP.Port); err != nil {
+			return nil, err
 		}
 		s.Port, s.Path = c.HTTP.Port, c.HTTP.GetPath()
 		if s.Path == "" {
 			s.Path = "/"
 		}
-		if !strings.HasPrefix(s.Path, "/") {
-			return nil, fmt.Errorf("%w: check.http.path %q must start with /", ErrInvalid, s.Path)
+		if err := checkPath("check.http.path", s.Path); err != nil {
+			return nil, err
 		}
 	case mesos.CheckInfo_TCP:
 		s.Type = TCP
 		if c.TCP == nil {
 			return nil, fmt.Errorf("%w: check.type TCP without check.tcp", ErrInvalid)
 		}
-		if c.TCP.Port == 0 || c.TCP.Port > 65535 {
-			return nil, fmt.Errorf("%w: check.tcp.port must be 1-65535, got %d", ErrInvalid, c.TCP.Port)
+		if err := checkPort("check.tcp.port", c.TCP.Port); err != nil {
+			return nil, err
 		}
 		s.Port = c.TCP.Port
 	default:

@@ -2,6 +2,7 @@ package health
 
 import (
 	"errors"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -49,6 +50,12 @@ func TestParseCheck(t *testing.T) {
 		{"negative delay", &mesos.CheckInfo{Type: mesos.CheckInfo_TCP, TCP: &mesos.CheckInfo_Tcp{Port: 1}, DelaySeconds: f64(-1)}, nil, "check.delay_seconds"},
 		{"zero interval", &mesos.CheckInfo{Type: mesos.CheckInfo_TCP, TCP: &mesos.CheckInfo_Tcp{Port: 1}, IntervalSeconds: f64(0)}, nil, "check.interval_seconds"},
 		{"negative timeout", &mesos.CheckInfo{Type: mesos.CheckInfo_TCP, TCP: &mesos.CheckInfo_Tcp{Port: 1}, TimeoutSeconds: f64(-2)}, nil, "check.timeout_seconds"},
+		{"tcp port too big", &mesos.CheckInfo{Type: mesos.CheckInfo_TCP, TCP: &mesos.CheckInfo_Tcp{Port: 65536}}, nil, "check.tcp.port"},
+		{"http path 0", &mesos.CheckInfo{Type: mesos.CheckInfo_HTTP, HTTP: &mesos.CheckInfo_Http{Port: 80, Path: str("0")}}, nil, "check.http.path"},
+		{"NaN delay", &mesos.CheckInfo{Type: mesos.CheckInfo_TCP, TCP: &mesos.CheckInfo_Tcp{Port: 1}, DelaySeconds: f64(math.NaN())}, nil, "check.delay_seconds"},
+		{"+Inf interval", &mesos.CheckInfo{Type: mesos.CheckInfo_TCP, TCP: &mesos.CheckInfo_Tcp{Port: 1}, IntervalSeconds: f64(math.Inf(1))}, nil, "check.interval_seconds"},
+		{"NaN interval", &mesos.CheckInfo{Type: mesos.CheckInfo_TCP, TCP: &mesos.CheckInfo_Tcp{Port: 1}, IntervalSeconds: f64(math.NaN())}, nil, "check.interval_seconds"},
+		{"timeout overflowing a Duration", &mesos.CheckInfo{Type: mesos.CheckInfo_TCP, TCP: &mesos.CheckInfo_Tcp{Port: 1}, TimeoutSeconds: f64(9.3e9)}, nil, "check.timeout_seconds"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -30,6 +30,8 @@ type healthChecker struct {
 	last LastResult
 }
 
+func (c *healthChecker) probes() *prober { return c.prober }
+
 func (c *healthChecker) step(ctx context.Context, s *Supervisor) bool {
 	obs, ok := s.probe(ctx, c.prober, c.spec.Timeout, kindHealth)
 	if !ok {
@@ -120,6 +122,8 @@ type genericChecker struct {
 
 	prev *mesos.CheckStatusInfo // the last status reported; nil before the first
 }
+
+func (c *genericChecker) probes() *prober { return c.prober }
 
 func (c *genericChecker) step(ctx context.Context, s *Supervisor) bool {
 	obs, ok := s.probe(ctx, c.prober, c.spec.Timeout, kindCheck)

@@ -13,9 +13,16 @@
 // next, a timeout is a failure, failures are ignored while a task that has
 // never passed is in its grace period, and the consecutive-failures threshold
 // asks for a kill, once. Unlike the built-in executors it forks nothing per
-// probe: HTTP(S) and TCP probes are made from Go, to the container's IP or,
-// for host and none networks, to 127.0.0.1 from inside the container's
-// network namespace; command probes go through the Docker exec API (an
-// Execer). It also reports only changes of health unless told otherwise,
+// probe: HTTP(S) and TCP probes are made from Go, to 127.0.0.1 from inside
+// the container's own network namespace whatever its network mode, as the
+// Mesos checkers do; command probes go through the Docker exec API (an
+// Execer).
+//
+// A task's probes can never reach the host or another container: the
+// namespace is opened once per task through /proc/<pid>, after checking
+// that the pid is in the container's cgroup, and held until the task's
+// checks stop, so a reused pid or bridge IP cannot redirect them; every dial
+// is to a loopback IP literal; redirects are followed, as curl -L does in
+// Mesos, only to the loopback. It also reports only changes of health unless told otherwise,
 // spreads first probes with jitter and caps the probes running at once.
 package health

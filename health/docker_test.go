@@ -45,7 +45,9 @@ func requireDocker(t *testing.T) (*containerd.Client, string) {
 }
 
 // runContainer starts the test image with cmd on network ("" = bridge) and
-// returns its target as the task manager would build it from an inspect.
+// returns its target as the task manager builds it from an inspect: always
+// the pid, whose network namespace every probe runs in; the IP only as
+// information.
 func runContainer(t *testing.T, c *containerd.Client, image, network string, cmd ...string) health.Target {
 	t.Helper()
 	fw, ex, task := "fw-test", "ex-health-"+containerdtest.RandHex(4), "task-"+containerdtest.RandHex(4)
@@ -152,14 +154,15 @@ func TestDockerHTTP(t *testing.T) {
 	c, image := requireDocker(t)
 	tg := runContainer(t, c, image, "", "serve", "8080")
 	s := supervise(t, c, health.Options{})
-	base := fmt.Sprintf("HTTP GET http://%s:8080", tg.IP)
+	base := "HTTP GET http://127.0.0.1:8080"
+	in := " " + inNetns(tg)
 
 	// The server needs a moment: the grace period hides the refusals.
 	ok := newResults()
 	spec := fast(health.HTTP)
 	spec.Port, spec.Grace = 8080, 20*time.Second
 	s.Start(tg, spec, ok.report)
-	if r := ok.next(t, 20*time.Second); !r.Healthy || r.Kill || r.Message != base+"/ returned 200" || r.TaskID != tg.TaskID {
+	if r := ok.next(t, 20*time.Second); !r.Healthy || r.Kill || r.Message != base+"/"+in+" returned 200" || r.TaskID != tg.TaskID {
 		t.Fatalf("first report = %+v, want healthy from %s/", r, base)
 	}
 	if last, found := s.Last(tg.TaskID); !found || !last.Healthy || last.Time.IsZero() {
@@ -174,7 +177,7 @@ func TestDockerHTTP(t *testing.T) {
 	spec = fast(health.HTTP)
 	spec.Port, spec.Path = 8080, "/status/503"
 	s.Start(sickTarget, spec, sick.report)
-	if r := sick.next(t, 10*time.Second); r.Healthy || r.Kill || r.ConsecutiveFailures != 1 || r.Message != base+"/status/503 returned 503" {
+	if r := sick.next(t, 10*time.Second); r.Healthy || r.Kill || r.ConsecutiveFailures != 1 || r.Message != base+"/status/503"+in+" returned 503" {
 		t.Errorf("first report = %+v, want unhealthy after one 503", r)
 	}
 	if r := sick.next(t, 10*time.Second); r.Healthy || !r.Kill || r.ConsecutiveFailures != 3 || !strings.Contains(r.Message, "returned 503") {
@@ -191,7 +194,7 @@ func TestDockerHTTP(t *testing.T) {
 	acceptTarget.TaskID += "-statuses"
 	spec.Statuses = []uint32{200, 503}
 	s.Start(acceptTarget, spec, accepted.report)
-	if r := accepted.next(t, 10*time.Second); !r.Healthy || r.Message != base+"/status/503 returned 503" {
+	if r := accepted.next(t, 10*time.Second); !r.Healthy || r.Message != base+"/status/503"+in+" returned 503" {
 		t.Errorf("report with statuses [200 503] = %+v, want healthy", r)
 	}
 
@@ -206,10 +209,9 @@ func TestDockerHTTPRecoversAndFails(t *testing.T) {
 	t.Parallel()
 	c, image := requireDocker(t)
 	// Serving starts after 1s: refused until then, which is about 5
-	// failures, below the threshold of 10. Network none, probed through
-	// the container's netns: on the bridge, the address of the container
-	// killed below went at once to a parallel test's new server, which
-	// then answered the probes.
+	// failures, below the threshold of 10. Probed through the container's
+	// netns, held from Start: after the kill the probes go to the dead
+	// namespace, never to whatever takes the container's address.
 	tg := runContainer(t, c, image, "none", "sleep", "1s", "--", "serve", "8080")
 	s := supervise(t, c, health.Options{})
 	res := newResults()
@@ -252,7 +254,7 @@ func TestDockerTCP(t *testing.T) {
 	spec := fast(health.TCP)
 	spec.Port, spec.Grace = 8080, 20*time.Second
 	s.Start(tg, spec, open.report)
-	if r := open.next(t, 20*time.Second); !r.Healthy || r.Message != fmt.Sprintf("TCP connect %s:8080 succeeded", tg.IP) {
+	if r := open.next(t, 20*time.Second); !r.Healthy || r.Message != fmt.Sprintf("TCP connect 127.0.0.1:8080 %s succeeded", inNetns(tg)) {
 		t.Errorf("report = %+v, want healthy", r)
 	}
 
@@ -262,7 +264,7 @@ func TestDockerTCP(t *testing.T) {
 	spec = fast(health.TCP)
 	spec.Port, spec.Failures = 9, 2
 	s.Start(closedTarget, spec, closed.report)
-	want := fmt.Sprintf("TCP connect %s:9 failed: connection refused", tg.IP)
+	want := fmt.Sprintf("TCP connect 127.0.0.1:9 %s failed: connection refused", inNetns(tg))
 	if r := closed.next(t, 10*time.Second); r.Healthy || r.Message != want {
 		t.Errorf("report = %+v, want unhealthy with %q", r, want)
 	}

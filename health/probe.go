@@ -43,25 +43,47 @@ type observation struct {
 	exitCode   int    // Command, when err == nil
 	output     []byte // Command
 	statusCode int    // HTTP, when err == nil
+	redirected string // HTTP: the URL of the last redirect followed, if any
 	connected  bool   // TCP
 }
+
+// Bounds of an HTTP probe besides its timeout.
+const (
+	// maxRedirects is curl's default --max-redirs, as the Mesos HTTP
+	// check runs curl -L.
+	maxRedirects = 50
+	// maxHeaderBytes bounds the response headers a probe reads, so an
+	// endpoint sending endless headers costs little memory before the
+	// timeout.
+	maxHeaderBytes = 64 << 10
+)
+
+// probeHost is where every HTTP and TCP probe goes, in the container's own
+// network namespace: its loopback, as in the Mesos checkers (DEFAULT_DOMAIN
+// in src/checks/checker_process.cpp).
+const probeHost = "127.0.0.1"
 
 // prober runs the probes of one check against one container. It is used by
 // that check's goroutine only.
 type prober struct {
 	probe     probe
 	target    Target
+	ns        *nsHandle // HTTP and TCP: where the probes dial from
 	execer    Execer
 	maxOutput int
 	dialer    net.Dialer
 	client    *http.Client // HTTP only
+	// followed is the last redirect the current HTTP probe followed.
+	followed string
 }
 
-func newProber(p probe, t Target, execer Execer, maxOutput int) *prober {
+// newProber returns the prober of one check. ns is the task's network
+// namespace, which HTTP and TCP probes need.
+func newProber(p probe, t Target, ns *nsHandle, execer Execer, maxOutput int) *prober {
 	if p.path == "" {
 		p.path = "/"
 	}
-	pr := &prober{probe: p, target: t, execer: execer, maxOutput: maxOutput}
+	pr := &prober{probe: p, target: t, ns: ns, execer: execer, maxOutput: maxOutput}
 	if p.typ == HTTP {
 		pr.client = &http.Client{
 			Transport: &http.Transport{
@@ -73,60 +95,54 @@ func newProber(p probe, t Target, execer Execer, maxOutput int) *prober {
 				TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // as curl -k
 				// A fresh connection per probe, as curl makes: a kept-alive
 				// one would hide a server that no longer accepts.
-				DisableKeepAlives: true,
+				DisableKeepAlives:      true,
+				MaxResponseHeaderBytes: maxHeaderBytes,
 			},
+			CheckRedirect: pr.checkRedirect,
 		}
 	}
 	return pr
 }
 
-// inNetns reports whether probes go to 127.0.0.1 inside the container's
-// network namespace rather than to its IP: host and none networks give the
-// container no address of its own.
-func (p *prober) inNetns() bool {
-	return p.target.IP == "" || p.target.HostNetwork
-}
-
-// host is the address probes are sent to.
-func (p *prober) host() string {
-	if p.inNetns() {
-		return "127.0.0.1"
+// checkRedirect follows redirects as `curl -L` does in the Mesos HTTP check,
+// which runs inside the task's network namespace, but only to the
+// container's own loopback: a redirect elsewhere (another host, a name to
+// resolve) is not followed and its 3xx status is the probe's result, as
+// curl without -L would report it. Dialling only ever happens inside the
+// container's namespace (dial), so even a followed redirect to 127.0.0.1
+// reaches the container, never the host.
+//
+// The client calls it from the goroutine running the probe.
+func (p *prober) checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= maxRedirects {
+		return fmt.Errorf("stopped after %d redirects", maxRedirects)
 	}
-	return p.target.IP
+	if ip := net.ParseIP(req.URL.Hostname()); ip == nil || !ip.IsLoopback() {
+		return http.ErrUseLastResponse
+	}
+	p.followed = req.URL.String()
+	return nil
 }
 
-// where qualifies a probe's description when it runs in a namespace, so an
-// operator reading "127.0.0.1" knows whose loopback it was.
+// where qualifies a probe's description, so an operator reading
+// "127.0.0.1" knows whose loopback it was.
 func (p *prober) where() string {
-	if p.inNetns() && p.target.Pid > 0 {
+	if p.target.Pid > 0 {
 		return fmt.Sprintf(" (network namespace of pid %d)", p.target.Pid)
 	}
 	return ""
 }
 
-// dial connects from the namespace the target's address belongs to.
+// dial connects from the container's network namespace, and only to its
+// loopback.
 func (p *prober) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	switch {
-	case !p.inNetns():
-		return p.dialer.DialContext(ctx, network, addr)
-	case p.target.Pid > 0:
-		same, err := sameNetns(p.target.Pid)
-		if err != nil {
-			return nil, err
-		}
-		if same {
-			// A host-network container while the executor runs on the
-			// host: entering the namespace would change nothing.
-			return p.dialer.DialContext(ctx, network, addr)
-		}
-		return dialInNetns(ctx, &p.dialer, p.target.Pid, network, addr)
-	case p.target.HostNetwork:
-		// No pid to go by, but a host-network container shares the host's
-		// namespace, which is where the executor normally runs.
-		return p.dialer.DialContext(ctx, network, addr)
-	default:
-		return nil, errors.New("the container has no IP address and no pid to find its network namespace")
+	if err := loopbackOnly(addr); err != nil {
+		return nil, err
 	}
+	if p.ns == nil {
+		return nil, errors.New("no network namespace to probe from")
+	}
+	return p.ns.dial(ctx, &p.dialer, network, addr)
 }
 
 // describe names what the probe does, for messages.
@@ -142,7 +158,7 @@ func (p *prober) describe() string {
 }
 
 func (p *prober) addr() string {
-	return net.JoinHostPort(p.host(), strconv.FormatUint(uint64(p.probe.port), 10))
+	return net.JoinHostPort(probeHost, strconv.FormatUint(uint64(p.probe.port), 10))
 }
 
 func (p *prober) url() string {
@@ -185,9 +201,10 @@ func (p *prober) runHTTP(ctx context.Context) observation {
 		return observation{err: err}
 	}
 	req.Header.Set("User-Agent", "mdx-health-check")
+	p.followed = ""
 	resp, err := p.client.Do(req)
 	if err != nil {
-		return observation{err: err}
+		return observation{err: err, redirected: p.followed}
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody))
 	_ = resp.Body.Close()
@@ -223,6 +240,9 @@ func (p *prober) healthy(obs observation, timeout time.Duration) (bool, string) 
 	}
 	switch p.probe.typ {
 	case HTTP:
+		if obs.err != nil && obs.redirected != "" {
+			return false, fmt.Sprintf("%s failed after a redirect to %s: %s", what, obs.redirected, shortErr(obs.err))
+		}
 		if obs.err != nil {
 			return false, fmt.Sprintf("%s failed: %s", what, shortErr(obs.err))
 		}

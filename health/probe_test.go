@@ -31,6 +31,12 @@ func statusServer(t *testing.T, tls bool) (host string, port uint32) {
 			w.WriteHeader(code)
 		case r.URL.Path == "/redirect":
 			http.Redirect(w, r, "/", http.StatusFound)
+		case r.URL.Path == "/redirect-to":
+			http.Redirect(w, r, r.URL.Query().Get("url"), http.StatusFound)
+		case r.URL.Path == "/loop":
+			http.Redirect(w, r, "/loop", http.StatusFound)
+		case r.URL.Path == "/headers":
+			endlessHeaders(w)
 		case r.URL.Path == "/hang":
 			<-r.Context().Done()
 		case r.URL.Path == "/big":
@@ -52,6 +58,26 @@ func statusServer(t *testing.T, tls bool) (host string, port uint32) {
 	}
 	t.Cleanup(srv.Close)
 	return splitHostPort(t, srv.Listener.Addr().String())
+}
+
+// endlessHeaders sends a status line and then headers until the client
+// hangs up.
+func endlessHeaders(w http.ResponseWriter) {
+	conn, buf, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	_, _ = buf.WriteString("HTTP/1.1 200 OK\r\n")
+	for {
+		if _, err := buf.WriteString("X-Endless: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n"); err != nil {
+			return
+		}
+		if err := buf.Flush(); err != nil {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func splitHostPort(t *testing.T, addr string) (string, uint32) {
@@ -102,6 +128,20 @@ func TestHTTPProbe(t *testing.T) {
 		{"statuses accept 503", probe{path: "/status/503", statuses: []uint32{200, 503}}, host, time.Second, true, "returned 503", 503},
 		{"statuses reject 200", probe{path: "/", statuses: []uint32{204}}, host, time.Second, false, "returned 200", 200},
 		{"redirect followed", probe{path: "/redirect"}, host, time.Second, true, "returned 200", 200},
+		// Like curl -L in the container's namespace: a redirect to
+		// another loopback port is followed, and fails like curl when
+		// nothing listens there.
+		{"redirect to a loopback port followed", probe{path: fmt.Sprintf("/redirect-to?url=http://127.0.0.1:%d/", refused)}, host, time.Second, false,
+			fmt.Sprintf("failed after a redirect to http://127.0.0.1:%d/: connection refused", refused), 0},
+		{"redirect to ::1 followed", probe{path: fmt.Sprintf("/redirect-to?url=http://[::1]:%d/", refused)}, host, time.Second, false, "failed", 0},
+		// A redirect that leaves the loopback is not followed: the 3xx
+		// is the result, as curl without -L reports it.
+		{"redirect to another host not followed", probe{path: "/redirect-to?url=http://198.51.100.1/"}, host, time.Second, true, "returned 302", 302},
+		{"redirect to a name not followed", probe{path: "/redirect-to?url=http://localhost:1/"}, host, time.Second, true, "returned 302", 302},
+		{"redirect to another host rejected by statuses", probe{path: "/redirect-to?url=http://198.51.100.1/", statuses: []uint32{200}}, host, time.Second, false, "returned 302", 302},
+		{"redirect loop", probe{path: "/loop"}, host, 5 * time.Second, false, fmt.Sprintf("failed after a redirect to http://127.0.0.1:%d/loop: stopped after 50 redirects", port), 0},
+		{"endless headers", probe{path: "/headers"}, host, 10 * time.Second, false, "exceeded", 0},
+		{"endless headers and a short timeout", probe{path: "/headers"}, host, 30 * time.Millisecond, false, "timed out after 30ms", 0},
 		{"big body", probe{path: "/big"}, host, 5 * time.Second, true, "returned 200", 200},
 		{"https self-signed", probe{path: "/", scheme: "https"}, tlsHost, time.Second, true,
 			fmt.Sprintf("HTTP GET https://%s:%d/ returned 200", tlsHost, tlsPort), 200},
@@ -119,7 +159,7 @@ func TestHTTPProbe(t *testing.T) {
 			case tt.name == "refused":
 				p.port = refused
 			}
-			pr := newProber(p, Target{TaskID: "t", IP: tt.host}, nil, 0)
+			pr := newProber(p, Target{TaskID: "t", HostNetwork: true}, hostNS(), nil, 0)
 			start := time.Now()
 			obs := pr.run(t.Context(), tt.timeout)
 			if took := time.Since(start); took > tt.timeout+time.Second {
@@ -145,11 +185,11 @@ func TestHTTPProbe(t *testing.T) {
 }
 
 func TestHTTPProbeIgnoresProxy(t *testing.T) {
-	host, port := statusServer(t, false)
+	_, port := statusServer(t, false)
 	t.Setenv("HTTP_PROXY", "http://127.0.0.1:1")
 	t.Setenv("http_proxy", "http://127.0.0.1:1")
 	t.Setenv("NO_PROXY", "")
-	pr := newProber(probe{typ: HTTP, port: port, path: "/"}, Target{IP: host}, nil, 0)
+	pr := newProber(probe{typ: HTTP, port: port, path: "/"}, Target{HostNetwork: true}, hostNS(), nil, 0)
 	if ok, msg := pr.healthy(pr.run(t.Context(), time.Second), time.Second); !ok {
 		t.Errorf("probe through HTTP_PROXY: %s; want a direct connection", msg)
 	}
@@ -164,7 +204,7 @@ func TestTCPProbe(t *testing.T) {
 	_, open := splitHostPort(t, ln.Addr().String())
 	closed := closedPort(t)
 
-	pr := newProber(probe{typ: TCP, port: open}, Target{IP: "127.0.0.1"}, nil, 0)
+	pr := newProber(probe{typ: TCP, port: open}, Target{HostNetwork: true}, hostNS(), nil, 0)
 	obs := pr.run(t.Context(), time.Second)
 	if ok, msg := pr.healthy(obs, time.Second); !ok || msg != fmt.Sprintf("TCP connect 127.0.0.1:%d succeeded", open) {
 		t.Errorf("open port: healthy() = %v, %q", ok, msg)
@@ -173,7 +213,7 @@ func TestTCPProbe(t *testing.T) {
 		t.Errorf("open port: checkStatus() = %v, want succeeded", st)
 	}
 
-	pr = newProber(probe{typ: TCP, port: closed}, Target{IP: "127.0.0.1"}, nil, 0)
+	pr = newProber(probe{typ: TCP, port: closed}, Target{HostNetwork: true}, hostNS(), nil, 0)
 	obs = pr.run(t.Context(), time.Second)
 	want := fmt.Sprintf("TCP connect 127.0.0.1:%d failed: connection refused", closed)
 	if ok, msg := pr.healthy(obs, time.Second); ok || msg != want {
@@ -184,7 +224,7 @@ func TestTCPProbe(t *testing.T) {
 	}
 
 	// A timeout too short for any connect: the dial fails on the deadline.
-	pr = newProber(probe{typ: TCP, port: open}, Target{IP: "127.0.0.1"}, nil, 0)
+	pr = newProber(probe{typ: TCP, port: open}, Target{HostNetwork: true}, hostNS(), nil, 0)
 	obs = pr.run(t.Context(), time.Nanosecond)
 	if ok, msg := pr.healthy(obs, time.Nanosecond); ok || !strings.Contains(msg, "timed out after 1ns") {
 		t.Errorf("timed out: healthy() = %v, %q", ok, msg)
@@ -196,7 +236,7 @@ func TestTCPProbe(t *testing.T) {
 
 func TestCommandProbeMessages(t *testing.T) {
 	ex := newFakeExec(step{code: 3}, step{err: errors.New("no such container")})
-	pr := newProber(probe{typ: Command, cmd: []string{"x"}}, Target{ContainerID: "c"}, ex, 5)
+	pr := newProber(probe{typ: Command, cmd: []string{"x"}}, Target{ContainerID: "c"}, nil, ex, 5)
 	obs := pr.run(t.Context(), 0)
 	if ok, msg := pr.healthy(obs, 0); ok || msg != "command exited with 3: probe" {
 		t.Errorf("healthy() = %v, %q; want the code and the output cut to 5 bytes", ok, msg)
@@ -214,11 +254,22 @@ func TestCommandProbeMessages(t *testing.T) {
 }
 
 func TestNoAddress(t *testing.T) {
-	pr := newProber(probe{typ: TCP, port: 80}, Target{TaskID: "t"}, nil, 0)
+	tg := Target{TaskID: "t", IP: "127.0.0.1"} // an IP alone is not enough
+	pr := newProber(probe{typ: TCP, port: 80}, tg, newNSHandle(tg), nil, 0)
 	ok, msg := pr.healthy(pr.run(t.Context(), time.Second), time.Second)
-	if ok || !strings.Contains(msg, "no IP address and no pid") {
+	if ok || !strings.Contains(msg, "no pid") {
 		t.Errorf("healthy() = %v, %q; want a failure saying there is nowhere to probe", ok, msg)
 	}
+}
+
+// hostNS is the namespace handle of a host-network target without a pid:
+// probes dial from the executor's own namespace.
+func hostNS() *nsHandle { return newNSHandle(Target{HostNetwork: true}) }
+
+// ownNS is a handle on the test process's own namespace through its pid,
+// with the cgroup check left out: the test process is in no container.
+func ownNS() *nsHandle {
+	return &nsHandle{target: Target{Pid: os.Getpid()}, belongs: func([]byte) bool { return true }, users: 1}
 }
 
 // TestOwnNetns dials through the executor's own namespace by pid: the probe
@@ -232,46 +283,109 @@ func TestOwnNetns(t *testing.T) {
 	defer ln.Close()
 	_, port := splitHostPort(t, ln.Addr().String())
 
-	pr := newProber(probe{typ: TCP, port: port}, Target{Pid: os.Getpid()}, nil, 0)
+	ns := ownNS()
+	pr := newProber(probe{typ: TCP, port: port}, ns.target, ns, nil, 0)
 	if ok, msg := pr.healthy(pr.run(t.Context(), time.Second), time.Second); !ok {
 		t.Errorf("TCP probe of 127.0.0.1 in our own namespace: %s", msg)
 	}
+	if !ns.own || ns.f == nil {
+		t.Fatalf("handle on our own namespace: own=%v f=%v", ns.own, ns.f)
+	}
 
 	var d net.Dialer
-	conn, err := dialInNetns(t.Context(), &d, os.Getpid(), "tcp", ln.Addr().String())
+	conn, err := dialInNetns(t.Context(), &d, ns.f, "tcp", ln.Addr().String())
 	if errors.Is(err, unix.EPERM) {
 		t.Skipf("setns needs CAP_SYS_ADMIN: %v", err)
 	}
 	if err != nil {
-		t.Fatalf("dialInNetns(own pid): %v", err)
+		t.Fatalf("dialInNetns(own namespace): %v", err)
 	}
 	conn.Close()
 	assertThreadsInOwnNetns(t)
 
-	if _, err := dialInNetns(t.Context(), &d, 1<<30, "tcp", ln.Addr().String()); err == nil {
-		t.Error("dialInNetns with a pid that does not exist succeeded")
+	ns.release()
+	if ns.f != nil || !ns.closed {
+		t.Error("the last release left the namespace open")
+	}
+	if ok, msg := pr.healthy(pr.run(t.Context(), time.Second), time.Second); ok || !strings.Contains(msg, "stopped") {
+		t.Errorf("probe after the last release: %v, %q; want a failure", ok, msg)
+	}
+}
+
+func TestOpenNetnsRefuses(t *testing.T) {
+	tests := []struct {
+		name string
+		tg   Target
+		want string
+	}{
+		{"pid of another cgroup", Target{Pid: os.Getpid(), ContainerID: strings.Repeat("ab", 32)}, "not in the container's cgroup"},
+		{"no container id", Target{Pid: os.Getpid()}, "not in the container's cgroup"},
+		{"pid that does not exist", Target{Pid: 1 << 30, ContainerID: strings.Repeat("ab", 32)}, "/proc/1073741824"},
+		{"no pid, not host network", Target{IP: "172.17.0.2", ContainerID: strings.Repeat("ab", 32)}, "no pid"},
+	}
+	for _, tt := range tests {
+		ns := newNSHandle(tt.tg)
+		err := ns.open()
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: open() = %v; want an error with %q", tt.name, err, tt.want)
+		}
+		if ns.f != nil {
+			t.Errorf("%s: a descriptor was kept after a refusal", tt.name)
+		}
+		ns.release()
+	}
+}
+
+func TestLoopbackOnly(t *testing.T) {
+	for addr, ok := range map[string]bool{
+		"127.0.0.1:80": true, "127.1.2.3:1": true, "[::1]:443": true,
+		"172.17.0.2:80": false, "localhost:80": false, "[::]:80": false, "0.0.0.0:80": false,
+		"example.com:80": false, "127.0.0.1": false,
+	} {
+		if err := loopbackOnly(addr); (err == nil) != ok {
+			t.Errorf("loopbackOnly(%q) = %v; want allowed=%v", addr, err, ok)
+		}
 	}
 }
 
 // assertThreadsInOwnNetns checks that no thread of the test process was left
-// in another network namespace by a probe.
+// in another network namespace by a probe. A thread in the middle of a dial
+// of a parallel test is in a container's namespace for a moment, so only a
+// thread found outside in every one of several looks, half a second apart,
+// is a leak.
 func assertThreadsInOwnNetns(t *testing.T) {
 	t.Helper()
 	var own unix.Stat_t
 	if err := unix.Stat("/proc/self/ns/net", &own); err != nil {
 		t.Fatal(err)
 	}
-	tasks, err := filepath.Glob("/proc/self/task/*/ns/net")
-	if err != nil {
-		t.Fatal(err)
+	var suspects map[string]uint64 // thread's ns path -> foreign namespace
+	for look := range 5 {
+		if look > 0 {
+			time.Sleep(500 * time.Millisecond)
+		}
+		tasks, err := filepath.Glob("/proc/self/task/*/ns/net")
+		if err != nil {
+			t.Fatal(err)
+		}
+		outside := map[string]uint64{}
+		for _, p := range tasks {
+			var st unix.Stat_t
+			if err := unix.Stat(p, &st); err != nil {
+				continue // the thread has exited
+			}
+			if st.Ino != own.Ino || st.Dev != own.Dev {
+				if _, before := suspects[p]; look == 0 || before {
+					outside[p] = st.Ino
+				}
+			}
+		}
+		suspects = outside
+		if len(suspects) == 0 {
+			return
+		}
 	}
-	for _, p := range tasks {
-		var st unix.Stat_t
-		if err := unix.Stat(p, &st); err != nil {
-			continue // the thread has exited
-		}
-		if st.Ino != own.Ino || st.Dev != own.Dev {
-			t.Errorf("%s is in network namespace %d, not the process's %d", p, st.Ino, own.Ino)
-		}
+	for p, ino := range suspects {
+		t.Errorf("%s has stayed in network namespace %d, not the process's %d", p, ino, own.Ino)
 	}
 }

@@ -151,21 +151,21 @@ func (s *Spec) setLabel(key, v string) error {
 }
 
 func fromNative(h *mesos.HealthCheck) (*Spec, error) {
-	secs := func(f float64) time.Duration { return time.Duration(f * float64(time.Second)) }
-	for name, v := range map[string]float64{
-		"delay_seconds": h.GetDelaySeconds(), "interval_seconds": h.GetIntervalSeconds(),
-		"timeout_seconds": h.GetTimeoutSeconds(), "grace_period_seconds": h.GetGracePeriodSeconds(),
+	s := &Spec{Failures: h.GetConsecutiveFailures()}
+	for _, d := range []struct {
+		field string
+		v     float64
+		to    *time.Duration
+	}{
+		{"delay_seconds", h.GetDelaySeconds(), &s.Delay},
+		{"interval_seconds", h.GetIntervalSeconds(), &s.Interval},
+		{"timeout_seconds", h.GetTimeoutSeconds(), &s.Timeout},
+		{"grace_period_seconds", h.GetGracePeriodSeconds(), &s.Grace},
 	} {
-		if v < 0 {
-			return nil, fmt.Errorf("%w: health_check.%s must not be negative, got %g", ErrInvalid, name, v)
+		var err error
+		if *d.to, err = seconds("health_check."+d.field, d.v); err != nil {
+			return nil, err
 		}
-	}
-	s := &Spec{
-		Delay:    secs(h.GetDelaySeconds()),
-		Interval: secs(h.GetIntervalSeconds()),
-		Timeout:  secs(h.GetTimeoutSeconds()),
-		Grace:    secs(h.GetGracePeriodSeconds()),
-		Failures: h.GetConsecutiveFailures(),
 	}
 	switch h.GetType() {
 	case mesos.HealthCheck_HTTP:
@@ -174,11 +174,29 @@ func fromNative(h *mesos.HealthCheck) (*Spec, error) {
 		if hh == nil {
 			return nil, fmt.Errorf("%w: health_check.type HTTP without health_check.http", ErrInvalid)
 		}
+		if err := checkPort("health_check.http.port", hh.Port); err != nil {
+			return nil, err
+		}
 		s.Port, s.Path, s.Scheme, s.Statuses = hh.Port, hh.GetPath(), hh.GetScheme(), hh.Statuses
+		if err := checkPath("health_check.http.path", s.Path); err != nil {
+			return nil, err
+		}
+		if err := checkScheme("health_check.http.scheme", s.Scheme); err != nil {
+			return nil, err
+		}
+		for _, code := range s.Statuses {
+			if code < minStatus || code > maxStatus {
+				return nil, fmt.Errorf("%w: health_check.http.statuses: %d is not an HTTP status code (%d-%d)",
+					ErrInvalid, code, minStatus, maxStatus)
+			}
+		}
 	case mesos.HealthCheck_TCP:
 		s.Type = TCP
 		if h.GetTCP() == nil {
 			return nil, fmt.Errorf("%w: health_check.type TCP without health_check.tcp", ErrInvalid)
+		}
+		if err := checkPort("health_check.tcp.port", h.GetTCP().Port); err != nil {
+			return nil, err
 		}
 		s.Port = h.GetTCP().Port
 	case mesos.HealthCheck_COMMAND:
@@ -201,11 +219,18 @@ func fromNative(h *mesos.HealthCheck) (*Spec, error) {
 	return s, nil
 }
 
+// validate checks the spec as a whole, once the native field and the labels
+// are merged, and fills in the defaults that depend on the type. Each field
+// was checked where it was read, with its own name; this catches what only
+// the combination gets wrong.
 func (s *Spec) validate() error {
 	switch s.Type {
 	case HTTP, TCP:
 		if s.Port == 0 {
 			return fmt.Errorf("%w: a %s check needs a port (health.port)", ErrInvalid, s.Type)
+		}
+		if err := checkPort("health.port", s.Port); err != nil {
+			return err
 		}
 	case Command:
 		if len(s.Cmd) == 0 || s.Cmd[0] == "" {
@@ -216,6 +241,9 @@ func (s *Spec) validate() error {
 	}
 	if s.Path == "" {
 		s.Path = "/"
+	}
+	if err := checkPath("health.path", s.Path); err != nil {
+		return err
 	}
 	if s.Scheme == "" {
 		s.Scheme = "http"

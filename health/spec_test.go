@@ -2,6 +2,7 @@ package health
 
 import (
 	"errors"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -334,6 +335,95 @@ func TestParseInvalid(t *testing.T) {
 			native: &mesos.HealthCheck{Type: mesos.HealthCheck_TCP, TCP: &mesos.HealthCheck_TCPCheckInfo{Port: 80}, IntervalSeconds: pointerTo(0.0)},
 			want:   []string{"interval"},
 		},
+		// Found by fuzzing (issue 10, item 7): each was accepted silently.
+		{
+			name:   "native http port above 65535",
+			native: nativeHTTP(70000, "/"),
+			want:   []string{"health_check.http.port", "70000"},
+		},
+		{
+			name:   "native tcp port above 65535",
+			native: &mesos.HealthCheck{Type: mesos.HealthCheck_TCP, TCP: &mesos.HealthCheck_TCPCheckInfo{Port: 65536}},
+			want:   []string{"health_check.tcp.port", "65536"},
+		},
+		{
+			name:   "native tcp port 0",
+			native: &mesos.HealthCheck{Type: mesos.HealthCheck_TCP, TCP: &mesos.HealthCheck_TCPCheckInfo{}},
+			want:   []string{"health_check.tcp.port"},
+		},
+		{
+			name:   "native path not absolute",
+			native: nativeHTTP(80, "0"),
+			want:   []string{"health_check.http.path", `"0"`},
+		},
+		{
+			name:   "native path not a URL path",
+			native: nativeHTTP(80, "/%zz"),
+			want:   []string{"health_check.http.path"},
+		},
+		{
+			name: "native status code below 100",
+			native: &mesos.HealthCheck{Type: mesos.HealthCheck_HTTP,
+				HTTP: &mesos.HealthCheck_HTTPCheckInfo{Port: 80, Statuses: []uint32{200, 99}}},
+			want: []string{"health_check.http.statuses", "99"},
+		},
+		{
+			name: "native status code above 599",
+			native: &mesos.HealthCheck{Type: mesos.HealthCheck_HTTP,
+				HTTP: &mesos.HealthCheck_HTTPCheckInfo{Port: 80, Statuses: []uint32{600}}},
+			want: []string{"health_check.http.statuses", "600"},
+		},
+		{
+			name: "native scheme unknown",
+			native: &mesos.HealthCheck{Type: mesos.HealthCheck_HTTP,
+				HTTP: &mesos.HealthCheck_HTTPCheckInfo{Port: 80, Scheme: pointerTo("file")}},
+			want: []string{"health_check.http.scheme", `"file"`},
+		},
+		{
+			name:   "native NaN interval",
+			native: &mesos.HealthCheck{Type: mesos.HealthCheck_TCP, TCP: &mesos.HealthCheck_TCPCheckInfo{Port: 80}, IntervalSeconds: pointerTo(math.NaN())},
+			want:   []string{"health_check.interval_seconds", "not a number"},
+		},
+		{
+			name:   "native +Inf interval",
+			native: &mesos.HealthCheck{Type: mesos.HealthCheck_TCP, TCP: &mesos.HealthCheck_TCPCheckInfo{Port: 80}, IntervalSeconds: pointerTo(math.Inf(1))},
+			want:   []string{"health_check.interval_seconds", "too large"},
+		},
+		{
+			name:   "native timeout overflowing a Duration",
+			native: &mesos.HealthCheck{Type: mesos.HealthCheck_TCP, TCP: &mesos.HealthCheck_TCPCheckInfo{Port: 80}, TimeoutSeconds: pointerTo(1e10)},
+			want:   []string{"health_check.timeout_seconds", "too large"},
+		},
+		{
+			name:   "native grace of 1e300",
+			native: &mesos.HealthCheck{Type: mesos.HealthCheck_TCP, TCP: &mesos.HealthCheck_TCPCheckInfo{Port: 80}, GracePeriodSeconds: pointerTo(1e300)},
+			want:   []string{"health_check.grace_period_seconds", "too large"},
+		},
+		{
+			name:   "native NaN delay",
+			native: &mesos.HealthCheck{Type: mesos.HealthCheck_TCP, TCP: &mesos.HealthCheck_TCPCheckInfo{Port: 80}, DelaySeconds: pointerTo(math.NaN())},
+			want:   []string{"health_check.delay_seconds"},
+		},
+		{
+			name:   "native negative timeout",
+			native: &mesos.HealthCheck{Type: mesos.HealthCheck_TCP, TCP: &mesos.HealthCheck_TCPCheckInfo{Port: 80}, TimeoutSeconds: pointerTo(-1.0)},
+			want:   []string{"health_check.timeout_seconds", "negative"},
+		},
+		{
+			name:   "label interval overflowing a Duration",
+			labels: map[string]string{"health.type": "tcp", "health.port": "80", "health.interval": "9999999999s"},
+			want:   []string{"health.interval"},
+		},
+		{
+			name:   "negative failures",
+			labels: map[string]string{"health.type": "tcp", "health.port": "80", "health.failures": "-1"},
+			want:   []string{"health.failures", `"-1"`},
+		},
+		{
+			name:   "label path 0",
+			labels: map[string]string{"health.type": "http", "health.port": "80", "health.path": "0"},
+			want:   []string{"health.path", `"0"`},
+		},
 		{
 			name:   "a bad label fails a good native check",
 			native: nativeHTTP(80, "/"),
@@ -353,5 +443,34 @@ func TestParseInvalid(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestSeconds(t *testing.T) {
+	tests := []struct {
+		in      float64
+		want    time.Duration
+		wantErr string
+	}{
+		{0, 0, ""},
+		{0.5, 500 * time.Millisecond, ""},
+		{9.2e9, time.Duration(9.2e9 * float64(time.Second)), ""},
+		{9.3e9, 0, "too large"},
+		{math.Inf(1), 0, "too large"},
+		{math.Inf(-1), 0, "negative"},
+		{-0.001, 0, "negative"},
+		{math.NaN(), 0, "not a number"},
+	}
+	for _, tt := range tests {
+		got, err := seconds("f.x_seconds", tt.in)
+		if tt.wantErr == "" {
+			if err != nil || got != tt.want {
+				t.Errorf("seconds(%g) = %v, %v; want %v", tt.in, got, err, tt.want)
+			}
+			continue
+		}
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), "f.x_seconds") {
+			t.Errorf("seconds(%g) = %v, %v; want ErrInvalid naming f.x_seconds, %q", tt.in, got, err, tt.wantErr)
+		}
 	}
 }

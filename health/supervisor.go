@@ -49,16 +49,20 @@ type Execer interface {
 // Target is the container a task's checks probe.
 type Target struct {
 	TaskID      string
-	ContainerID string // for command probes
-	// IP is the container's own address (bridge or user-defined network).
-	// Empty for host and none networks: probes then go to 127.0.0.1 in the
-	// container's network namespace.
+	ContainerID string // the full id: command probes, and the pid's cgroup check
+	// IP is the container's own address, for information only: probes
+	// never use it, since after the container's end it may belong to
+	// another container.
 	IP string
-	// Pid is the container's init process as inspected after start; its
-	// /proc/<pid>/ns/net is the namespace entered when IP is empty.
+	// Pid is the container's init process as inspected after start. HTTP
+	// and TCP probes go to 127.0.0.1 in its network namespace, opened when
+	// the check starts once /proc/<pid>/cgroup shows ContainerID, and held
+	// until the task's checks stop. Required for HTTP and TCP probes, except
+	// on the host network.
 	Pid int
-	// HostNetwork says the container shares the host's network namespace;
-	// probes go to 127.0.0.1 even if IP is set.
+	// HostNetwork says the container shares the host's network namespace.
+	// Without a Pid, probes then go to 127.0.0.1 in the executor's own
+	// namespace.
 	HostNetwork bool
 }
 
@@ -117,6 +121,9 @@ type Supervisor struct {
 type taskChecks struct {
 	health *healthChecker
 	check  *genericChecker
+	// ns is the network namespace both checks probe from; nil until a
+	// check that needs it starts. Each check goroutine holds it.
+	ns *nsHandle
 }
 
 // NewSupervisor returns a Supervisor that runs command probes through execer
@@ -195,7 +202,7 @@ func (s *Supervisor) Start(t Target, spec *Spec, report func(Result)) {
 	c := &healthChecker{
 		spec:   sp,
 		target: t,
-		prober: newProber(p, t, s.execer, s.opts.MaxOutput),
+		prober: newProber(p, t, nil, s.execer, s.opts.MaxOutput),
 		report: report,
 		log:    s.checkLog(t, kindHealth, sp.Type),
 		start:  time.Now(),
@@ -227,7 +234,7 @@ func (s *Supervisor) StartCheck(t Target, spec *CheckSpec, report func(taskID st
 	c := &genericChecker{
 		spec:   sp,
 		target: t,
-		prober: newProber(p, t, s.execer, s.opts.MaxOutput),
+		prober: newProber(p, t, nil, s.execer, s.opts.MaxOutput),
 		report: report,
 		log:    s.checkLog(t, kindCheck, sp.Type),
 	}
@@ -239,6 +246,7 @@ type checker interface {
 	// step runs one probe and handles its result; false ends the check.
 	step(ctx context.Context, s *Supervisor) bool
 	life() *lifecycle
+	probes() *prober
 }
 
 // lifecycle is what the Supervisor keeps to end a check.
@@ -282,6 +290,7 @@ func (s *Supervisor) launch(taskID string, c checker, start time.Time, delay, in
 		}
 		tc.check = c
 	}
+	ns := s.netnsLocked(tc, c.probes())
 	s.wg.Add(1)
 	s.mu.Unlock()
 	if old != nil {
@@ -293,6 +302,15 @@ func (s *Supervisor) launch(taskID string, c checker, start time.Time, delay, in
 		defer s.wg.Done()
 		defer close(h.done)
 		defer cancel()
+		if ns != nil {
+			defer ns.release()
+			// Pin the namespace now, not at the first probe after
+			// the delay; a failure shows in every probe's result.
+			if err := ns.open(); err != nil {
+				s.log.WithFields(logrus.Fields{"task_id": taskID, "container_id": ns.target.ContainerID}).
+					WithError(err).Warn("cannot open the container's network namespace: its probes will fail")
+			}
+		}
 		timer := time.NewTimer(max(first, 0))
 		defer timer.Stop()
 		for {
@@ -310,6 +328,27 @@ func (s *Supervisor) launch(taskID string, c checker, start time.Time, delay, in
 			timer.Reset(interval)
 		}
 	}()
+}
+
+// netnsLocked gives p the task's network namespace handle, held once more
+// for p's check, if p's probes dial: the handle of the task's other check
+// when it is for the same container, a new one otherwise. s.mu must be held.
+func (s *Supervisor) netnsLocked(tc *taskChecks, p *prober) *nsHandle {
+	if p.probe.typ != HTTP && p.probe.typ != TCP {
+		return nil
+	}
+	if tc.ns != nil && sameContainer(tc.ns.target, p.target) && tc.ns.hold() {
+		p.ns = tc.ns
+		return tc.ns
+	}
+	tc.ns = newNSHandle(p.target)
+	p.ns = tc.ns
+	return tc.ns
+}
+
+// sameContainer says whether a and b name the same container process.
+func sameContainer(a, b Target) bool {
+	return a.ContainerID == b.ContainerID && a.Pid == b.Pid && a.HostNetwork == b.HostNetwork
 }
 
 // jitter is the random extra first delay of a check.

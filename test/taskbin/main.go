@@ -15,7 +15,10 @@
 //	stderr ARGS...  print ARGS to stderr
 //	env             print the environment, sorted, one variable per line
 //	oom             allocate and touch memory in 16 MiB chunks until killed
-//	serve PORT      HTTP on :PORT: 200 "ok", or NNN for /status/NNN
+//	serve PORT      HTTP on :PORT: 200 "ok", or NNN for /status/NNN; /redirect?to=URL
+//	                redirects (302), /hang never answers, /headers sends headers
+//	                without end, /requests counts the other requests served
+//	serve-local PORT  the same, on 127.0.0.1:PORT only
 //	orphans N       start N children running "sleep 1s" and do not wait for them
 //
 // Steps separated by "--" run in order: `echo hello -- exit 3`. SIGTERM
@@ -63,7 +66,7 @@ type step struct {
 // whether the command exists.
 func arity(name string) (int, bool) {
 	switch name {
-	case "sleep", "stubborn", "spin", "exit", "serve", "orphans":
+	case "sleep", "stubborn", "spin", "exit", "serve", "serve-local", "orphans":
 		return 1, true
 	case "env", "oom":
 		return 0, true
@@ -137,7 +140,7 @@ func (s step) validate() error {
 		if code, err := strconv.Atoi(s.args[0]); err != nil || code < 0 || code > 255 {
 			return fmt.Errorf("exit: bad status %q", s.args[0])
 		}
-	case "serve":
+	case "serve", "serve-local":
 		if port, err := strconv.Atoi(s.args[0]); err != nil || port < 1 || port > 65535 {
 			return fmt.Errorf("serve: bad port %q", s.args[0])
 		}
@@ -210,9 +213,13 @@ func (p *prog) run(steps []step) int {
 			}
 		case "oom":
 			p.oom()
-		case "serve":
-			if err := serve(s.args[0]); err != nil {
-				fmt.Fprintf(p.stderr, "serve: %v\n", err)
+		case "serve", "serve-local":
+			addr := ":" + s.args[0]
+			if s.name == "serve-local" {
+				addr = "127.0.0.1" + addr
+			}
+			if err := serve(addr); err != nil {
+				fmt.Fprintf(p.stderr, "%s: %v\n", s.name, err)
 				return 1
 			}
 		case "orphans":
@@ -250,7 +257,8 @@ func (p *prog) oom() {
 	}
 }
 
-func serve(port string) error {
+func serve(addr string) error {
+	var served atomic.Int64 // requests other than /requests
 	mux := http.NewServeMux()
 	mux.HandleFunc("/status/{code}", func(w http.ResponseWriter, r *http.Request) {
 		code, err := strconv.Atoi(r.PathValue("code"))
@@ -261,10 +269,40 @@ func serve(port string) error {
 		w.WriteHeader(code)
 		fmt.Fprintln(w, code)
 	})
+	mux.HandleFunc("/redirect", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, r.URL.Query().Get("to"), http.StatusFound)
+	})
+	mux.HandleFunc("/hang", func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done()
+	})
+	mux.HandleFunc("/headers", func(w http.ResponseWriter, r *http.Request) {
+		conn, buf, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_, _ = buf.WriteString("HTTP/1.1 200 OK\r\n")
+		for {
+			_, _ = buf.WriteString("X-Endless: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n")
+			if err := buf.Flush(); err != nil {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+	mux.HandleFunc("/requests", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, served.Load())
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, "ok")
 	})
-	return http.ListenAndServe(":"+port, mux)
+	count := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/requests" {
+			served.Add(1)
+		}
+		mux.ServeHTTP(w, r)
+	})
+	return http.ListenAndServe(addr, count)
 }
 
 // orphans starts n children and returns without waiting for them, so that

@@ -57,6 +57,8 @@ func TestParseArgs(t *testing.T) {
 		{name: "extra arg", argv: []string{"/task", "env", "x"}, wantErr: "want 0 argument"},
 		{name: "exit out of range", argv: []string{"/task", "exit", "300"}, wantErr: "bad status"},
 		{name: "bad port", argv: []string{"/task", "serve", "0"}, wantErr: "bad port"},
+		{name: "serve-local", argv: []string{"/task", "serve-local", "8080"}, want: []step{{name: "serve-local", args: []string{"8080"}}}},
+		{name: "serve-local bad port", argv: []string{"/task", "serve-local", "65536"}, wantErr: "bad port"},
 		{name: "empty step", argv: []string{"/task", "echo", "a", "--", "--", "exit", "1"}, wantErr: "empty step"},
 		{name: "trailing separator", argv: []string{"/task", "echo", "a", "--"}, wantErr: "empty step"},
 		{name: "bad step later in chain", argv: []string{"/task", "echo", "a", "--", "nope"}, wantErr: "unknown command"},
