@@ -272,9 +272,6 @@ func parseTask(info *mesos.TaskInfo, p Policy, hostSandbox string) (launchConfig
 		return lc, fmt.Errorf("%w: %w", ErrInvalidTask, err)
 	}
 	lc.check = cs
-	if hs != nil && hs.Type != health.Command && network == "none" {
-		return lc, invalid("a %s health check cannot reach a container on network none", hs.Type)
-	}
 
 	s.CgroupParent = p.CgroupParent
 	// The one gate before Docker: whatever the labels, parameters and

@@ -871,11 +871,6 @@ func TestParseTaskInvalid(t *testing.T) {
 			want: []string{"health.interval", `"often"`},
 		},
 		{
-			name: "http health check on network none",
-			task: withLabels("docker.network", "none", "health.type", "http", "health.port", "80"),
-			want: []string{"health check", "network none"},
-		},
-		{
 			name: "generic check without its tcp field",
 			task: func(ti *mesos.TaskInfo) { ti.Check = &mesos.CheckInfo{Type: mesos.CheckInfo_TCP} },
 			want: []string{"check.tcp"},
