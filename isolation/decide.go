@@ -202,6 +202,13 @@ func (d *Decision) nestV1(o Options, id string) error {
 	if err := d.mkdirs(o.Root, rel); err != nil {
 		return fmt.Errorf("cannot create the parent cgroup %s: %w", rel, err)
 	}
+	// runc creates the parent in every other hierarchy, with any missing
+	// ancestors: remember those that do not exist yet, for Cleanup.
+	for _, c := range d.Host.Controllers {
+		if c != "memory" {
+			d.created = append(d.created, missing(o.Root, filepath.Join(c, d.Parent))...)
+		}
+	}
 	d.Reason = "tasks under the executor's memory cgroup " + own
 	return nil
 }
@@ -265,6 +272,19 @@ func (d *Decision) mkdirs(root, rel string) error {
 	return nil
 }
 
+// missing lists rel and its ancestors that do not exist under root, outermost
+// first.
+func missing(root, rel string) []string {
+	var out []string
+	for p := filepath.Clean(rel); p != "." && p != "/"; p = filepath.Dir(p) {
+		if _, err := os.Lstat(filepath.Join(root, p)); err == nil {
+			break
+		}
+		out = append([]string{p}, out...)
+	}
+	return out
+}
+
 func writeFile(p, s string) error {
 	f, err := os.OpenFile(p, os.O_WRONLY, 0)
 	if err != nil {
@@ -283,33 +303,25 @@ func under(p, dir string) bool {
 }
 
 // Cleanup removes the parent cgroups of nested mode once their containers are
-// gone: Decide's own directories and the ones runc made for the other v1
-// controllers. A cgroup that still holds a container is left (rmdir fails
-// with EBUSY) and reported. Call it at exit, after the containers are removed.
+// gone: the directories Decide made and the ones runc made for the other v1
+// controllers, deepest first. A parent that still holds a container (rmdir
+// fails with EBUSY) is reported; an ancestor shared with another executor is
+// left quietly. Call it at exit, after the containers are removed.
 func (d Decision) Cleanup() error {
-	if d.Mode != ModeNested || d.Parent == "" || d.Host.Root == "" {
+	if d.Mode != ModeNested || d.Host.Root == "" {
 		return nil
 	}
 	var errs []error
-	rm := func(rel string) {
-		if err := unix.Rmdir(filepath.Join(d.Host.Root, rel)); err != nil && !errors.Is(err, unix.ENOENT) {
-			errs = append(errs, fmt.Errorf("remove cgroup %s: %w", rel, err))
+	for i := len(d.created) - 1; i >= 0; i-- {
+		rel := d.created[i]
+		err := unix.Rmdir(filepath.Join(d.Host.Root, rel))
+		if err == nil || errors.Is(err, unix.ENOENT) {
+			continue
 		}
-	}
-	// .../mdx may hold other executors' parents: EBUSY there is fine.
-	rmShared := func(rel string) {
-		if err := unix.Rmdir(filepath.Join(d.Host.Root, rel)); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EBUSY) {
-			errs = append(errs, fmt.Errorf("remove cgroup %s: %w", rel, err))
+		if errors.Is(err, unix.EBUSY) && !strings.HasSuffix(rel, d.Parent) {
+			continue // an ancestor another executor's parent still uses
 		}
-	}
-	if d.Host.Mode == "v2" {
-		rm(d.Parent)
-		rmShared(path.Dir(d.Parent))
-		return errors.Join(errs...)
-	}
-	for _, c := range d.Host.Controllers {
-		rm(filepath.Join(c, d.Parent))
-		rmShared(filepath.Join(c, path.Dir(d.Parent)))
+		errs = append(errs, fmt.Errorf("remove cgroup %s: %w", rel, err))
 	}
 	return errors.Join(errs...)
 }

@@ -4,6 +4,8 @@ import (
 	"math"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
+
+	"github.com/mdx-executor/mdx/containerd"
 )
 
 const (
@@ -134,4 +136,17 @@ func checkLimit(field string, v float64) error {
 		limit = maxMemMiB
 	}
 	return checkScalar(field, v, limit)
+}
+
+// ResourceSpec returns a container spec holding only the resource fields
+// (CPU shares and quota, memory limit and reservation, pids limit) that a
+// LAUNCH of info would get under p, or the ErrInvalidTask error it would fail
+// with. Tests and tools use it to create containers with exactly the limits
+// the executor sets.
+func ResourceSpec(info *mesos.TaskInfo, p Policy) (containerd.Spec, error) {
+	var lc launchConfig
+	if _, err := applyResources(&lc, info, p); err != nil {
+		return containerd.Spec{}, err
+	}
+	return lc.spec, nil
 }
