@@ -123,7 +123,7 @@ func TestDecideV2MovesIntoLeaf(t *testing.T) {
 func TestSanitizeID(t *testing.T) {
 	for in, want := range map[string]string{
 		"exec-1":                 "exec_1",
-		"../..":                  "_.._..", // no traversal: '/' is replaced
+		"../..":                  ".._..", // one component: the slash is gone
 		"..":                     "_..",
 		"":                       "_",
 		"a b\x00c/d":             "a_b_c_d",
