@@ -26,6 +26,8 @@ type Config struct {
 	LogLevel     string
 	DockerHost   string
 	CgroupParent string
+	CPUQuota     bool  // --cpu-quota: a CFS quota of cpus on every task
+	PidsLimit    int64 // --pids-limit: every container's pids limit; 0 = none
 
 	AllowPrivileged     bool
 	AllowHostNamespaces bool
@@ -69,7 +71,9 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.LogFormat, "log-format", "text", "executor log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "executor log level: debug, info, warn, error")
 	fs.StringVar(&c.DockerHost, "docker-host", "", "Docker Engine address (default $DOCKER_HOST or unix:///var/run/docker.sock)")
-	fs.StringVar(&c.CgroupParent, "cgroup-parent", "", "cgroup parent for task containers (default: Docker's)")
+	fs.StringVar(&c.CgroupParent, "cgroup-parent", "", "cgroup parent for task containers (default: chosen at start, see the README's Isolation section)")
+	fs.BoolVar(&c.CPUQuota, "cpu-quota", false, "give every task a CFS quota of its cpus (hard cap), as the agent's --cgroups_enable_cfs (default: CPU shares only; TaskInfo.limits.cpus still sets one)")
+	fs.Int64Var(&c.PidsLimit, "pids-limit", 4096, "pids limit of every task container, against fork bombs (0: none)")
 	fs.BoolVar(&c.AllowPrivileged, "allow-privileged", false, "allow tasks to run privileged containers")
 	fs.BoolVar(&c.AllowHostNamespaces, "allow-host-namespaces", false, "allow tasks to use the host's pid, ipc or uts namespace")
 	fs.BoolVar(&c.AllowHostMounts, "allow-host-mounts", false, "allow tasks to bind-mount host paths outside their sandbox")
@@ -117,6 +121,9 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if c.PidsLimit < 0 {
+		return c, fmt.Errorf("--pids-limit %d: want 0 (none) or more", c.PidsLimit)
 	}
 	switch c.LogFormat {
 	case "text", "json":
