@@ -120,6 +120,11 @@ type Reader struct {
 // maxCached bounds the cache whatever the callers do.
 const maxCached = 8192
 
+// keepExited is how long the sample of a container no longer listed (it
+// exited) is kept: long enough for the task manager's exit decision to find
+// its last OOM counters with Last.
+const keepExited = time.Minute
+
 // DefaultTTL is how long one sample is served: scrapes closer than this
 // share one read.
 const DefaultTTL = 2 * time.Second
@@ -171,7 +176,7 @@ func (r *Reader) Get(containerID string) (Stats, error) {
 
 // ReadMany returns the stats of every container in ids that has a cgroup,
 // reading only those whose sample is older than the TTL, and drops cached
-// samples of containers not in ids that are older than the TTL.
+// samples of containers not in ids that are older than keepExited.
 func (r *Reader) ReadMany(ids []string) map[string]Stats {
 	now := r.now()
 	out := make(map[string]Stats, len(ids))
@@ -201,7 +206,7 @@ func (r *Reader) ReadMany(ids []string) map[string]Stats {
 		want[id] = struct{}{}
 	}
 	for id, s := range r.cache {
-		if _, ok := want[id]; !ok && now.Sub(s.ReadAt) >= r.ttl {
+		if _, ok := want[id]; !ok && now.Sub(s.ReadAt) >= max(r.ttl, keepExited) {
 			delete(r.cache, id)
 		}
 	}

@@ -283,8 +283,8 @@ func TestReaderCache(t *testing.T) {
 	if got := r.ReadMany([]string{cid}); got[cid].MemoryBytes != 5 {
 		t.Errorf("after the TTL: %d; want a fresh read", got[cid].MemoryBytes)
 	}
-	// The container exits: its cgroup goes, its last sample stays until
-	// another ReadMany no longer lists it past the TTL.
+	// The container exits: its cgroup goes, its last sample stays for
+	// keepExited once ReadMany no longer lists it.
 	if err := os.RemoveAll(filepath.Join(root, "memory/docker", cid)); err != nil {
 		t.Fatal(err)
 	}
@@ -293,8 +293,13 @@ func TestReaderCache(t *testing.T) {
 	}
 	now = now.Add(2 * time.Second)
 	r.ReadMany(nil)
+	if _, ok := r.Last(cid); !ok {
+		t.Error("the last sample of an exited container is gone before the exit could be judged")
+	}
+	now = now.Add(keepExited)
+	r.ReadMany(nil)
 	if _, ok := r.Last(cid); ok {
-		t.Error("a sample of an unlisted container outlived the TTL")
+		t.Error("a sample of an unlisted container outlived keepExited")
 	}
 }
 
