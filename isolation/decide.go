@@ -204,9 +204,12 @@ func (d *Decision) nestV1(o Options, id string) error {
 	}
 	// runc creates the parent in every other hierarchy, with any missing
 	// ancestors: remember those that do not exist yet, for Cleanup.
-	for _, c := range d.Host.Controllers {
-		if c != "memory" {
-			d.created = append(d.created, missing(o.Root, filepath.Join(c, d.Parent))...)
+	// That includes the name=systemd and the hybrid's unified hierarchy,
+	// which are no controllers.
+	ents, _ := os.ReadDir(o.Root)
+	for _, e := range ents {
+		if e.IsDir() && e.Name() != "memory" {
+			d.created = append(d.created, missing(o.Root, filepath.Join(e.Name(), d.Parent))...)
 		}
 	}
 	d.Reason = "tasks under the executor's memory cgroup " + own

@@ -351,8 +351,12 @@ func TestCleanupLeavesNoCgroup(t *testing.T) {
 	if err := e.d.Cleanup(); err != nil {
 		t.Fatalf("Cleanup: %v", err)
 	}
-	for _, c := range e.d.Host.Controllers {
-		p := filepath.Join(cgroupRoot, c, e.d.Parent)
+	hierarchies, err := os.ReadDir(cgroupRoot) // systemd and unified too
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hierarchies {
+		p := filepath.Join(cgroupRoot, h.Name(), e.d.Parent)
 		if _, err := os.Stat(p); err == nil {
 			t.Errorf("%s is left after Cleanup", p)
 		}
