@@ -81,7 +81,15 @@ func dockerConfig(spec Spec) (*container.Config, *container.HostConfig, *network
 			CPUPeriod:    spec.CPUPeriod,
 			Memory:       spec.MemoryBytes,
 			CgroupParent: spec.CgroupParent,
+			// Only a positive value goes out: Docker reads 0 as
+			// "unset", and -1 (unlimited) is the daemon default.
+			MemoryReservation: spec.MemoryReservation,
 		},
+	}
+
+	if spec.PidsLimit > 0 {
+		pl := spec.PidsLimit
+		hostCfg.PidsLimit = &pl
 	}
 
 	if len(spec.Ports) > 0 {

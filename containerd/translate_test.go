@@ -31,17 +31,19 @@ func TestDockerConfig(t *testing.T) {
 			{ContainerPort: 53, HostPort: 31001, Protocol: "UDP"},
 			{ContainerPort: 9000},
 		},
-		Mounts:       []Mount{{HostPath: "/sb", ContainerPath: SandboxMountPoint}, {HostPath: "/ro", ContainerPath: "/ro", ReadOnly: true}},
-		Init:         true,
-		CPUShares:    512,
-		CPUQuota:     50000,
-		CPUPeriod:    100000,
-		MemoryBytes:  64 << 20,
-		Privileged:   true,
-		PidMode:      "host",
-		IpcMode:      "host",
-		UTSMode:      "host",
-		CgroupParent: "/mdx/ex",
+		Mounts:            []Mount{{HostPath: "/sb", ContainerPath: SandboxMountPoint}, {HostPath: "/ro", ContainerPath: "/ro", ReadOnly: true}},
+		Init:              true,
+		CPUShares:         512,
+		CPUQuota:          50000,
+		CPUPeriod:         100000,
+		MemoryBytes:       64 << 20,
+		MemoryReservation: 32 << 20,
+		PidsLimit:         4096,
+		Privileged:        true,
+		PidMode:           "host",
+		IpcMode:           "host",
+		UTSMode:           "host",
+		CgroupParent:      "/mdx/ex",
 	}
 	cfg, hc, nc, err := dockerConfig(spec)
 	if err != nil {
@@ -80,7 +82,8 @@ func TestDockerConfig(t *testing.T) {
 		t.Errorf("Mounts = %+v, want %+v", hc.Mounts, wantMounts)
 	}
 	r := hc.Resources
-	if r.CPUShares != 512 || r.CPUQuota != 50000 || r.CPUPeriod != 100000 || r.Memory != 64<<20 || r.CgroupParent != "/mdx/ex" {
+	if r.CPUShares != 512 || r.CPUQuota != 50000 || r.CPUPeriod != 100000 || r.Memory != 64<<20 || r.CgroupParent != "/mdx/ex" ||
+		r.MemoryReservation != 32<<20 || r.PidsLimit == nil || *r.PidsLimit != 4096 {
 		t.Errorf("Resources = %+v", r)
 	}
 	if !hc.Privileged || hc.PidMode != "host" || hc.IpcMode != "host" || hc.UTSMode != "host" {
@@ -95,6 +98,9 @@ func TestDockerConfigCommand(t *testing.T) {
 	}
 	if !reflect.DeepEqual([]string(cfg.Entrypoint), []string{"/bin/sh"}) || !reflect.DeepEqual([]string(cfg.Cmd), []string{"-c", "exit 3"}) {
 		t.Errorf("Entrypoint=%q Cmd=%q", cfg.Entrypoint, cfg.Cmd)
+	}
+	if hc.PidsLimit != nil || hc.CPUQuota != 0 || hc.MemoryReservation != 0 {
+		t.Errorf("PidsLimit=%v CPUQuota=%d MemoryReservation=%d; want all unset for a spec without them", hc.PidsLimit, hc.CPUQuota, hc.MemoryReservation)
 	}
 	if hc.Init == nil || *hc.Init {
 		t.Errorf("Init = %v, want an explicit false", hc.Init)

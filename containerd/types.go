@@ -61,7 +61,11 @@ type Spec struct {
 	CPUShares   int64 // HostConfig.CPUShares
 	CPUQuota    int64 // HostConfig.CPUQuota (microseconds per CPUPeriod)
 	CPUPeriod   int64 // HostConfig.CPUPeriod (microseconds)
-	MemoryBytes int64 // HostConfig.Memory; 0 = unlimited
+	MemoryBytes int64 // HostConfig.Memory (hard limit); 0 = unlimited
+	// MemoryReservation is HostConfig.MemoryReservation, the soft limit
+	// (v1 memory.soft_limit_in_bytes, v2 memory.low); 0 = none.
+	MemoryReservation int64
+	PidsLimit         int64 // HostConfig.PidsLimit; 0 = unlimited
 
 	Privileged   bool
 	PidMode      string // "" or "host"

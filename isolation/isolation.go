@@ -1,11 +1,21 @@
-// Package isolation detects how the host's cgroups are set up (v1, v2 or
-// hybrid, writable or not) so the executor can say at start what isolation it
-// can apply, and degrade with a clear log line instead of failing later.
+// Package isolation decides, once at start, where the executor's task
+// containers live in the cgroup tree, reads their cgroup statistics, and
+// judges OOM kills.
 //
-// Containers are isolated by the Docker daemon from the HostConfig limits the
-// task package sets (CPU shares and CFS quota, memory); this package only
-// reports whether those controllers exist and, for the zombie counter and
-// the cleanup scan, where a container's cgroup lives.
+//   - Decide detects the host (cgroup v1, v2 or hybrid, writable or not, the
+//     executor's own cgroup, Docker's cgroup driver) and picks a Mode: nested
+//     (every container under the executor's own cgroup, so the Mesos agent's
+//     limits and accounting for the executor cover its tasks), slice (systemd
+//     driver) or degraded (Docker's default parent, with the reason).
+//   - Reader reads a container's counters from fixed-name cgroup files,
+//     beneath a descriptor of the cgroupfs root, on demand with a small cache;
+//     Collector exports them to Prometheus per task.
+//   - DecideOOM and ApplyOOM turn Docker's OOM report and the cgroup's
+//     oom_kill counter into the task's terminal status.
+//
+// Containers are still limited by the Docker daemon from the HostConfig the
+// task package builds (shares, optional CFS quota, memory limit and
+// reservation, pids limit); this package creates no limits of its own.
 package isolation
 
 import (

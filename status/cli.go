@@ -220,8 +220,23 @@ func printState(out io.Writer, st State, now time.Time) error {
 			kv("  "+s.Name, orDash(s.Value)+" ("+s.Source+")")
 		}
 	}
+	if iso := st.Isolation; iso != nil {
+		v := iso.Mode
+		if iso.CgroupParent != "" {
+			v += ", parent " + iso.CgroupParent
+		}
+		if iso.Reason != "" {
+			v += " (" + iso.Reason + ")"
+		}
+		kv("Isolation", v)
+	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if st.Isolation != nil {
+		for _, w := range st.Isolation.Warnings {
+			fmt.Fprintf(out, "Isolation warning: %s\n", clean(w))
+		}
 	}
 	for _, w := range st.Docker.Warnings {
 		fmt.Fprintf(out, "Docker warning: %s\n", clean(w))
@@ -267,6 +282,14 @@ func printTask(out io.Writer, t Task, now time.Time) error {
 	kv("Started", timeAgo(t.StartedAt, now))
 	kv("Finished", timeAgo(t.FinishedAt, now))
 	kv("Age/duration", ageOrDuration(t, now))
+	if s := t.Stats; s != nil {
+		kv("CPU", fmt.Sprintf("user %.2fs, system %.2fs, throttled %d periods (%.2fs)",
+			s.CPUUserSeconds, s.CPUSystemSeconds, s.CPUThrottledPeriods, s.CPUThrottledSeconds))
+		kv("Memory", fmt.Sprintf("%s now, %s peak, rss %s, cache %s, limit %s",
+			bytesText(s.MemoryBytes), bytesText(s.MemoryPeakBytes), bytesText(s.MemoryRSSBytes), bytesText(s.MemoryCacheBytes), limitText(s.MemoryLimitBytes, bytesText)))
+		kv("Pids", fmt.Sprintf("%d, limit %s", s.Pids, limitText(s.PidsLimit, func(v uint64) string { return strconv.FormatUint(v, 10) })))
+		kv("OOM kills", strconv.FormatUint(s.OOMKills, 10))
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -283,6 +306,17 @@ func printTask(out io.Writer, t Task, now time.Time) error {
 			orDash(shortState(h.State)), orDash(h.Reason), orDash(h.Message))
 	}
 	return tw.Flush()
+}
+
+func bytesText(b uint64) string {
+	return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
+}
+
+func limitText(v uint64, f func(uint64) string) string {
+	if v == 0 {
+		return "none"
+	}
+	return f(v)
 }
 
 // clean makes a value safe for one table cell: task ids and messages come from

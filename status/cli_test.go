@@ -38,6 +38,8 @@ func TestRunCLITable(t *testing.T) {
 		"Unacknowledged updates:", "1",
 		"Docker storage driver:", "overlay2",
 		"Cgroups:", "/sys/fs/cgroup/mdx/exec-1",
+		"Isolation:", "nested, parent /mesos/c1/mdx/exec_1 (tasks under the executor's memory cgroup /mesos/c1)",
+		"Isolation warning: cgroups differ by controller",
 		"Process:", "pid 4242, up 10m0s",
 	)
 	lines := strings.Split(out, "\n")
@@ -88,6 +90,14 @@ func TestRunCLITask(t *testing.T) {
 	if regexp.MustCompile(`exited with\tcode`).MatchString(out) || strings.Contains(out, "code 3\n\n\n") {
 		t.Errorf("control characters passed through:\n%q", out)
 	}
+
+	// A running task shows its cgroup stats.
+	out, err = runAt(t, now, envMap(nil), "--socket", path, "web-1")
+	if err != nil {
+		t.Fatalf("RunCLI: %v", err)
+	}
+	mustContain(t, "output", out, "CPU:", "user 2.50s, system 0.25s",
+		"Memory:", "100.0 MiB now, 120.0 MiB peak, rss 90.0 MiB", "limit 256.0 MiB", "Pids:", "7, limit 4096", "OOM kills:", "1")
 
 	// An id that needs escaping in the URL.
 	out, err = runAt(t, now, envMap(nil), "--socket", path, "--", "new task/%")

@@ -47,6 +47,8 @@ func testState() State {
 		},
 		Docker:  DockerState{APIVersion: "1.47", StorageDriver: "overlay2", CgroupVersion: "2"},
 		Cgroups: "/sys/fs/cgroup/mdx/exec-1",
+		Isolation: &IsolationState{Mode: "nested", Reason: "tasks under the executor's memory cgroup /mesos/c1",
+			CgroupParent: "/mesos/c1/mdx/exec_1", Warnings: []string{"cgroups differ\tby controller"}},
 		Tasks: []Task{
 			{
 				TaskID:      "web-1",
@@ -56,6 +58,8 @@ func testState() State {
 				Image:       "nginx:1.27",
 				IP:          "172.17.0.2",
 				StartedAt:   ptr(testStart.Add(time.Minute)),
+				Stats: &TaskStats{CPUUserSeconds: 2.5, CPUSystemSeconds: 0.25, MemoryBytes: 100 << 20, MemoryPeakBytes: 120 << 20,
+					MemoryRSSBytes: 90 << 20, MemoryLimitBytes: 256 << 20, Pids: 7, PidsLimit: 4096, OOMKills: 1},
 				History: []HistoryEntry{
 					{State: "TASK_STARTING", Time: testStart},
 					{State: "TASK_RUNNING", Time: testStart.Add(time.Minute)},

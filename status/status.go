@@ -38,6 +38,8 @@ type State struct {
 	Docker DockerState `json:"docker"`
 	// Cgroups is the executor's parent cgroup, when it manages one.
 	Cgroups string `json:"cgroups,omitempty"`
+	// Isolation is the cgroup isolation in force, decided at start.
+	Isolation *IsolationState `json:"isolation,omitempty"`
 
 	// Policy is the operator's policy in force and where each setting came
 	// from.
@@ -157,6 +159,8 @@ type Task struct {
 	Message    string     `json:"message,omitempty"`
 	StartedAt  *time.Time `json:"started_at,omitempty"`
 	FinishedAt *time.Time `json:"finished_at,omitempty"`
+	// Stats is the task's container's cgroup counters, while it runs.
+	Stats *TaskStats `json:"stats,omitempty"`
 	// History is the task's state transitions, oldest first. Only
 	// GET /tasks/{id} includes it.
 	History []HistoryEntry `json:"history,omitempty"`
@@ -201,4 +205,33 @@ type Pull struct {
 	ElapsedSeconds float64   `json:"elapsed_seconds"`
 	// Status is the daemon's latest progress line, e.g. "Downloading".
 	Status string `json:"status,omitempty"`
+}
+
+// IsolationState is how task containers are grouped and limited: mode
+// "nested" (under the executor's own cgroup), "slice" (a systemd slice of the
+// executor's) or "degraded" (Docker's default parent, per-container limits
+// only), with the reason.
+type IsolationState struct {
+	Mode         string   `json:"mode"`
+	Reason       string   `json:"reason,omitempty"`
+	CgroupParent string   `json:"cgroup_parent,omitempty"`
+	Warnings     []string `json:"warnings,omitempty"`
+}
+
+// TaskStats is one sample of a task container's cgroup counters (read on
+// demand, at most a few seconds old). Limits of 0 mean unlimited.
+type TaskStats struct {
+	CPUUserSeconds      float64   `json:"cpu_user_seconds"`
+	CPUSystemSeconds    float64   `json:"cpu_system_seconds"`
+	CPUThrottledPeriods uint64    `json:"cpu_throttled_periods,omitempty"`
+	CPUThrottledSeconds float64   `json:"cpu_throttled_seconds,omitempty"`
+	MemoryBytes         uint64    `json:"memory_bytes"`
+	MemoryPeakBytes     uint64    `json:"memory_peak_bytes"`
+	MemoryCacheBytes    uint64    `json:"memory_cache_bytes"`
+	MemoryRSSBytes      uint64    `json:"memory_rss_bytes"`
+	MemoryLimitBytes    uint64    `json:"memory_limit_bytes,omitempty"`
+	Pids                uint64    `json:"pids"`
+	PidsLimit           uint64    `json:"pids_limit,omitempty"`
+	OOMKills            uint64    `json:"oom_kills"`
+	ReadAt              time.Time `json:"read_at"`
 }

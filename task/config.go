@@ -45,6 +45,12 @@ type Policy struct {
 	ExecutorID       string
 	AgentID          string
 	CgroupParent     string
+	// CPUQuota sets a CFS quota of cpus × 100 ms per 100 ms on every task
+	// (--cpu-quota; off by default, as the agent's --cgroups_enable_cfs).
+	// TaskInfo.limits.cpus sets one regardless.
+	CPUQuota bool
+	// PidsLimit is every container's pids limit (--pids-limit); 0 = none.
+	PidsLimit int64
 }
 
 // launchConfig is a validated task: everything needed to run it.
@@ -219,7 +225,7 @@ func parseTask(info *mesos.TaskInfo, p Policy, hostSandbox string) (launchConfig
 	}
 
 	// Resources.
-	portRanges, err := applyResources(&lc, info)
+	portRanges, err := applyResources(&lc, info, p)
 	if err != nil {
 		return lc, err
 	}

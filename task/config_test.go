@@ -2,6 +2,7 @@ package task
 
 import (
 	"errors"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -313,8 +314,14 @@ func TestParseTask(t *testing.T) {
 			task: withLabels("marathon.foo", "bar", "dockerish", "x", "HAPROXY_0_VHOST", "a.example", "killer", "y"),
 		},
 		{
-			name: "cpus 0.5",
+			name: "cpus 0.5: shares only, no CFS quota by default (as Mesos without --cgroups_enable_cfs)",
 			task: func(ti *mesos.TaskInfo) { ti.Resources = []mesos.Resource{scalar("cpus", 0.5)} },
+			want: func(lc *launchConfig) { lc.spec.CPUShares = 512 },
+		},
+		{
+			name:   "cpus 0.5 with --cpu-quota",
+			task:   func(ti *mesos.TaskInfo) { ti.Resources = []mesos.Resource{scalar("cpus", 0.5)} },
+			policy: func(p *Policy) { p.CPUQuota = true },
 			want: func(lc *launchConfig) {
 				lc.spec.CPUShares = 512
 				lc.spec.CPUQuota = 50000
@@ -322,10 +329,9 @@ func TestParseTask(t *testing.T) {
 			},
 		},
 		{
-			name: "cpus summed over resources",
-			task: func(ti *mesos.TaskInfo) {
-				ti.Resources = []mesos.Resource{scalar("cpus", 1), scalar("cpus", 1)}
-			},
+			name:   "cpus summed over resources",
+			task:   func(ti *mesos.TaskInfo) { ti.Resources = []mesos.Resource{scalar("cpus", 1), scalar("cpus", 1)} },
+			policy: func(p *Policy) { p.CPUQuota = true },
 			want: func(lc *launchConfig) {
 				lc.spec.CPUShares = 2048
 				lc.spec.CPUQuota = 200000
@@ -333,8 +339,9 @@ func TestParseTask(t *testing.T) {
 			},
 		},
 		{
-			name: "tiny cpus keep the kernel minimums",
-			task: func(ti *mesos.TaskInfo) { ti.Resources = []mesos.Resource{scalar("cpus", 0.0001)} },
+			name:   "tiny cpus keep the kernel minimums",
+			task:   func(ti *mesos.TaskInfo) { ti.Resources = []mesos.Resource{scalar("cpus", 0.0001)} },
+			policy: func(p *Policy) { p.CPUQuota = true },
 			want: func(lc *launchConfig) {
 				lc.spec.CPUShares = 2
 				lc.spec.CPUQuota = 1000
@@ -342,20 +349,77 @@ func TestParseTask(t *testing.T) {
 			},
 		},
 		{
+			name: "huge cpus: shares capped at the kernel maximum",
+			task: func(ti *mesos.TaskInfo) { ti.Resources = []mesos.Resource{scalar("cpus", 1000)} },
+			want: func(lc *launchConfig) { lc.spec.CPUShares = 262144 },
+		},
+		{
+			name: "limits.cpus sets a quota without --cpu-quota",
+			task: func(ti *mesos.TaskInfo) {
+				ti.Resources = []mesos.Resource{scalar("cpus", 0.5)}
+				ti.Limits = map[string]mesos.Value_Scalar{"cpus": {Value: 2}}
+			},
+			want: func(lc *launchConfig) {
+				lc.spec.CPUShares = 512
+				lc.spec.CPUQuota = 200000
+				lc.spec.CPUPeriod = 100000
+			},
+		},
+		{
+			name: "limits.cpus infinite: no quota even with --cpu-quota",
+			task: func(ti *mesos.TaskInfo) {
+				ti.Resources = []mesos.Resource{scalar("cpus", 0.5)}
+				ti.Limits = map[string]mesos.Value_Scalar{"cpus": {Value: math.Inf(1)}}
+			},
+			policy: func(p *Policy) { p.CPUQuota = true },
+			want:   func(lc *launchConfig) { lc.spec.CPUShares = 512 },
+		},
+		{
 			name: "mem below the 32 MiB floor",
 			task: func(ti *mesos.TaskInfo) { ti.Resources = []mesos.Resource{scalar("mem", 10)} },
 			want: func(lc *launchConfig) {
 				lc.spec.MemoryBytes = 32 << 20
+				lc.spec.MemoryReservation = 32 << 20
 				lc.memLimit = 32 << 20
 			},
 		},
 		{
-			name: "mem 256",
+			name: "mem 256: reservation and hard limit",
 			task: func(ti *mesos.TaskInfo) { ti.Resources = []mesos.Resource{scalar("mem", 256)} },
 			want: func(lc *launchConfig) {
 				lc.spec.MemoryBytes = 256 << 20
+				lc.spec.MemoryReservation = 256 << 20
 				lc.memLimit = 256 << 20
 			},
+		},
+		{
+			name: "limits.mem above mem: reservation mem, hard limit limits.mem",
+			task: func(ti *mesos.TaskInfo) {
+				ti.Resources = []mesos.Resource{scalar("mem", 64)}
+				ti.Limits = map[string]mesos.Value_Scalar{"mem": {Value: 256}}
+			},
+			want: func(lc *launchConfig) {
+				lc.spec.MemoryBytes = 256 << 20
+				lc.spec.MemoryReservation = 64 << 20
+				lc.memLimit = 256 << 20
+			},
+		},
+		{
+			name: "limits.mem infinite: no hard limit",
+			task: func(ti *mesos.TaskInfo) {
+				ti.Resources = []mesos.Resource{scalar("mem", 64)}
+				ti.Limits = map[string]mesos.Value_Scalar{"mem": {Value: math.Inf(1)}}
+			},
+			want: func(lc *launchConfig) { lc.spec.MemoryReservation = 64 << 20 },
+		},
+		{
+			name:   "pids limit from the policy",
+			policy: func(p *Policy) { p.PidsLimit = 4096 },
+			want:   func(lc *launchConfig) { lc.spec.PidsLimit = 4096 },
+		},
+		{
+			name: "unknown limits are ignored",
+			task: func(ti *mesos.TaskInfo) { ti.Limits = map[string]mesos.Value_Scalar{"gpus": {Value: math.NaN()}} },
 		},
 		{
 			name: "port mappings inside the ports resource",
@@ -886,6 +950,114 @@ func TestParseTaskInvalid(t *testing.T) {
 			name: "native health check without its http field",
 			task: func(ti *mesos.TaskInfo) { ti.HealthCheck = &mesos.HealthCheck{Type: mesos.HealthCheck_HTTP} },
 			want: []string{"health_check.http"},
+		},
+		{
+			name: "cpus math.NaN()",
+			task: func(ti *mesos.TaskInfo) { ti.Resources = []mesos.Resource{scalar("cpus", math.NaN())} },
+			want: []string{"resources.cpus"},
+		},
+		{
+			name: "cpus -1",
+			task: func(ti *mesos.TaskInfo) { ti.Resources = []mesos.Resource{scalar("cpus", -1)} },
+			want: []string{"resources.cpus"},
+		},
+		{
+			name: "cpus math.Inf(1)",
+			task: func(ti *mesos.TaskInfo) { ti.Resources = []mesos.Resource{scalar("cpus", math.Inf(1))} },
+			want: []string{"resources.cpus"},
+		},
+		{
+			name: "cpus math.Inf(-1)",
+			task: func(ti *mesos.TaskInfo) { ti.Resources = []mesos.Resource{scalar("cpus", math.Inf(-1))} },
+			want: []string{"resources.cpus"},
+		},
+		{
+			name: "cpus 1e300",
+			task: func(ti *mesos.TaskInfo) { ti.Resources = []mesos.Resource{scalar("cpus", 1e300)} },
+			want: []string{"resources.cpus"},
+		},
+		{
+			name: "cpus 1e14",
+			task: func(ti *mesos.TaskInfo) { ti.Resources = []mesos.Resource{scalar("cpus", 1e14)} },
+			want: []string{"resources.cpus"},
+		},
+		{
+			name: "mem math.NaN()",
+			task: func(ti *mesos.TaskInfo) { ti.Resources = []mesos.Resource{scalar("mem", math.NaN())} },
+			want: []string{"resources.mem"},
+		},
+		{
+			name: "mem -64",
+			task: func(ti *mesos.TaskInfo) { ti.Resources = []mesos.Resource{scalar("mem", -64)} },
+			want: []string{"resources.mem"},
+		},
+		{
+			name: "mem math.Inf(1)",
+			task: func(ti *mesos.TaskInfo) { ti.Resources = []mesos.Resource{scalar("mem", math.Inf(1))} },
+			want: []string{"resources.mem"},
+		},
+		{
+			name: "mem 1e300",
+			task: func(ti *mesos.TaskInfo) { ti.Resources = []mesos.Resource{scalar("mem", 1e300)} },
+			want: []string{"resources.mem"},
+		},
+		{
+			name: "limits.cpus math.NaN()",
+			task: func(ti *mesos.TaskInfo) { ti.Limits = map[string]mesos.Value_Scalar{"cpus": {Value: math.NaN()}} },
+			want: []string{"limits.cpus"},
+		},
+		{
+			name: "limits.cpus -1",
+			task: func(ti *mesos.TaskInfo) { ti.Limits = map[string]mesos.Value_Scalar{"cpus": {Value: -1}} },
+			want: []string{"limits.cpus"},
+		},
+		{
+			name: "limits.cpus math.Inf(-1)",
+			task: func(ti *mesos.TaskInfo) { ti.Limits = map[string]mesos.Value_Scalar{"cpus": {Value: math.Inf(-1)}} },
+			want: []string{"limits.cpus"},
+		},
+		{
+			name: "limits.cpus 1e14",
+			task: func(ti *mesos.TaskInfo) { ti.Limits = map[string]mesos.Value_Scalar{"cpus": {Value: 1e14}} },
+			want: []string{"limits.cpus"},
+		},
+		{
+			name: "limits.mem math.NaN()",
+			task: func(ti *mesos.TaskInfo) { ti.Limits = map[string]mesos.Value_Scalar{"mem": {Value: math.NaN()}} },
+			want: []string{"limits.mem"},
+		},
+		{
+			name: "limits.mem -1",
+			task: func(ti *mesos.TaskInfo) { ti.Limits = map[string]mesos.Value_Scalar{"mem": {Value: -1}} },
+			want: []string{"limits.mem"},
+		},
+		{
+			name: "limits.mem 1e300",
+			task: func(ti *mesos.TaskInfo) { ti.Limits = map[string]mesos.Value_Scalar{"mem": {Value: 1e300}} },
+			want: []string{"limits.mem"},
+		},
+		{
+			name: "cpus summing to an absurd value",
+			task: func(ti *mesos.TaskInfo) {
+				ti.Resources = []mesos.Resource{scalar("cpus", 1e6), scalar("cpus", 1e6)}
+			},
+			want: []string{"resources.cpus"},
+		},
+		{
+			name: "limits.mem below mem",
+			task: func(ti *mesos.TaskInfo) {
+				ti.Resources = []mesos.Resource{scalar("mem", 128)}
+				ti.Limits = map[string]mesos.Value_Scalar{"mem": {Value: 64}}
+			},
+			want: []string{"limits.mem", "resources.mem"},
+		},
+		{
+			name: "limits.cpus below cpus",
+			task: func(ti *mesos.TaskInfo) {
+				ti.Resources = []mesos.Resource{scalar("cpus", 2)}
+				ti.Limits = map[string]mesos.Value_Scalar{"cpus": {Value: 1}}
+			},
+			want: []string{"limits.cpus", "resources.cpus"},
 		},
 	}
 	for _, tt := range tests {

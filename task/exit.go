@@ -77,6 +77,13 @@ func (m *Manager) onExit(e containerd.Exit, drained bool) {
 // built-in executors do, with the reason they omit.
 func (m *Manager) exitStatus(t *task, e containerd.Exit) (mesos.TaskState, mesos.TaskStatus_Reason, string) {
 	desc := describeExit(e.ExitCode)
+	// Docker's oom report, the cgroup's oom_kill counter and the exit
+	// itself decide together.
+	v := ExitOOM(m.cfg.Stats, e, t.killing(), t.cfg.memLimit)
+	note := ""
+	if !v.Killed && v.Message != "" {
+		note = "; " + v.Message
+	}
 	switch {
 	case t.killing() && t.kill.cause == causeMaxCompletion:
 		return mesos.TASK_FAILED, mesos.REASON_MAX_COMPLETION_TIME_REACHED,
@@ -85,17 +92,16 @@ func (m *Manager) exitStatus(t *task, e containerd.Exit) (mesos.TaskState, mesos
 		return mesos.TASK_KILLED, 0, fmt.Sprintf("task failed its health check and was killed (%s); container %s", t.healthWhy, desc)
 	case t.killing():
 		return mesos.TASK_KILLED, 0, "task killed; container " + desc
-	case e.OOMKilled:
-		return mesos.TASK_FAILED, mesos.REASON_CONTAINER_LIMITATION_MEMORY,
-			fmt.Sprintf("container was OOM-killed: memory limit %d MiB reached (%s)", t.cfg.memLimit>>20, desc)
+	case v.Killed:
+		return mesos.TASK_FAILED, mesos.REASON_CONTAINER_LIMITATION_MEMORY, v.Message + " (" + desc + ")"
 	case e.ExitCode == 0:
-		return mesos.TASK_FINISHED, 0, "container " + desc
+		return mesos.TASK_FINISHED, 0, "container " + desc + note
 	default:
 		msg := "container " + desc
 		if e.Error != "" {
 			msg += ": " + e.Error
 		}
-		return mesos.TASK_FAILED, 0, msg
+		return mesos.TASK_FAILED, 0, msg + note
 	}
 }
 
@@ -127,6 +133,9 @@ func (m *Manager) terminate(t *task, state mesos.TaskState, reason mesos.TaskSta
 		m.countFailure(mesos.REASON_COMMAND_EXECUTOR_FAILED)
 	}
 	t.release()
+	if m.cfg.Stats != nil && t.containerID != "" {
+		m.cfg.Stats.Forget(t.containerID)
+	}
 	m.closeFiles(t.files)
 	t.files = nil
 	if t.containerID != "" {
@@ -160,6 +169,7 @@ func (m *Manager) setState(t *task, s mesos.TaskState, reason mesos.TaskStatus_R
 	if reason != 0 {
 		st.Reason = reason.Enum()
 		t.reason = reason.String()
+		st.Limitation = LimitationFor(reason, t.cfg.memLimit)
 	}
 	if t.ip != "" {
 		ip := t.ip

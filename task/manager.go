@@ -55,6 +55,9 @@ type Config struct {
 	// acknowledged stays in the live table; the agent link keeps
 	// resending them regardless. Default 10m.
 	AckWait time.Duration
+	// Stats is the cgroup stats reader, whose last sample of a container
+	// helps decide an OOM kill; nil when cgroup stats cannot be read.
+	Stats CgroupStats
 	// Health runs the tasks' health checks and generic checks; nil runs
 	// none (tasks that ask for one still launch).
 	Health HealthChecker

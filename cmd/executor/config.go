@@ -28,6 +28,8 @@ type Config struct {
 	LogLevel     string
 	DockerHost   string
 	CgroupParent string
+	CPUQuota     bool  // --cpu-quota: a CFS quota of cpus on every task
+	PidsLimit    int64 // --pids-limit: every container's pids limit; 0 = none
 
 	// PolicyFile is the operator's policy file; Narrowing is what flags and
 	// EXECUTOR_* variables said of the policy settings, each of which can
@@ -84,7 +86,9 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.LogFormat, "log-format", "text", "executor log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "executor log level: debug, info, warn, error")
 	fs.StringVar(&c.DockerHost, "docker-host", "", "Docker Engine address (default $DOCKER_HOST or unix:///var/run/docker.sock)")
-	fs.StringVar(&c.CgroupParent, "cgroup-parent", "", "cgroup parent for task containers (default: Docker's)")
+	fs.StringVar(&c.CgroupParent, "cgroup-parent", "", "cgroup parent for task containers (default: chosen at start, see the README's Isolation section)")
+	fs.BoolVar(&c.CPUQuota, "cpu-quota", false, "give every task a CFS quota of its cpus (hard cap), as the agent's --cgroups_enable_cfs (default: CPU shares only; TaskInfo.limits.cpus still sets one)")
+	fs.Int64Var(&c.PidsLimit, "pids-limit", 4096, "pids limit of every task container, against fork bombs (0: none)")
 	fs.StringVar(&c.PolicyFile, "policy-file", policy.DefaultFile, "the operator's policy file (JSON; used only if root-owned, not group/world-writable, outside every sandbox)")
 	var allowPriv, allowHostNS, allowHostNet, allowHostMounts, allowContainerNS bool
 	var allowedNets string
@@ -146,6 +150,9 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if c.PidsLimit < 0 {
+		return c, fmt.Errorf("--pids-limit %d: want 0 (none) or more", c.PidsLimit)
 	}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	boolIfSet := func(name string, v bool) *bool {

@@ -84,13 +84,6 @@ func run(cfg Config) int {
 
 	pol := loadPolicy(cfg, log)
 
-	cg := isolation.Detect("")
-	if len(cg.Warnings) > 0 {
-		log.WithField("cgroups", cg.String()).Warn("cgroup isolation degraded")
-	} else {
-		log.WithField("cgroups", cg.String()).Info("cgroups detected")
-	}
-
 	reg := prometheus.NewRegistry()
 	m := newDockerMetrics(reg)
 	dc, err := containerd.New(root, containerd.Config{Host: cfg.DockerHost, CallTimeout: cfg.DockerTimeout, PullStallTimeout: cfg.PullStallTimeout, DockerConfigPath: pol.DockerConfig, Observe: m.observeDocker}, log.WithField("component", "docker"))
@@ -104,6 +97,14 @@ func run(cfg Config) int {
 		log.WithError(err).Warn("docker info failed")
 	}
 	log.WithFields(logrus.Fields{"api_version": dc.APIVersion(), "storage_driver": dinfo.Driver, "server_version": dinfo.ServerVersion}).Info("connected to the Docker Engine")
+	iso, stats := startIsolation(cfg, dinfo, log.WithField("component", "isolation"))
+	defer func() {
+		// After the containers are gone (the deferred call runs at
+		// return, after removeLeftovers): empty parent cgroups go too.
+		if err := iso.Cleanup(); err != nil {
+			log.WithError(err).Warn("could not remove the tasks' parent cgroup")
+		}
+	}()
 	storage := cleanup.CheckStorage(dinfo)
 	for _, w := range storage.Warnings {
 		log.WithField("storage_driver", dinfo.Driver).Warn(w)
@@ -132,14 +133,21 @@ func run(cfg Config) int {
 		images = cleanup.NewImageCollector(cleanup.ImageConfig{UnusedFor: cfg.ImageGCUnused, Dangling: cfg.ImageGCDangling}, dc, log.WithField("component", "image_gc"))
 	}
 	link := agent.New(cfg.Agent, log.WithField("component", "agent"))
+	var cgStats task.CgroupStats
+	if stats != nil {
+		cgStats = stats // a nil *Reader must stay a nil interface
+	}
 	mgr := task.New(task.Config{
+		Stats: cgStats,
 		Policy: task.Policy{
 			Operator:         pol,
 			DefaultKillGrace: cfg.DefaultKillGrace,
 			FrameworkID:      cfg.Agent.FrameworkID,
 			ExecutorID:       cfg.Agent.ExecutorID,
 			AgentID:          cfg.Agent.AgentID,
-			CgroupParent:     cfg.CgroupParent,
+			CgroupParent:     iso.Parent,
+			CPUQuota:         cfg.CPUQuota,
+			PidsLimit:        cfg.PidsLimit,
 		},
 		SandboxRoot:       cfg.Agent.Sandbox,
 		HostSandboxRoot:   cfg.Agent.Directory,
@@ -188,6 +196,12 @@ func run(cfg Config) int {
 			}
 			return pids
 		})
+	var collector *isolation.Collector
+	if stats != nil {
+		defer stats.Close()
+		collector = isolation.NewCollector(stats, func() []isolation.TaskRef { return runningTasks(mgr) }, log.WithField("component", "isolation"))
+		reg.MustRegister(collector)
+	}
 	reg.MustRegister(rp.Collectors()...)
 	reg.MustRegister(zombies.Collectors()...)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -202,7 +216,7 @@ func run(cfg Config) int {
 	link.OnReject = func(taskID string, _ mesos.TaskState, uuid []byte, _ error) { mgr.UpdateRejected(taskID, uuid) }
 
 	src := &stateSource{cfg: cfg, policy: pol, instance: instance, started: time.Now(), mgr: mgr, link: link, docker: dinfo,
-		dockerAPI: dc.APIVersion(), cgroups: cg, storage: storage, remover: remover, sweeper: sweeper, images: images,
+		dockerAPI: dc.APIVersion(), iso: iso, stats: collector, storage: storage, remover: remover, sweeper: sweeper, images: images,
 		reaper: rp, zombies: zombies, pulls: dc.Pulls}
 	var bg sync.WaitGroup
 	bgCtx, stopBG := context.WithCancel(root)

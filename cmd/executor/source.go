@@ -25,7 +25,8 @@ type stateSource struct {
 	link      *agent.Client
 	docker    containerd.DaemonInfo
 	dockerAPI string
-	cgroups   isolation.Info
+	iso       isolation.Decision
+	stats     *isolation.Collector // nil when cgroup stats cannot be read
 	storage   cleanup.StorageReport
 	remover   *cleanup.Remover
 	sweeper   *cleanup.Sweeper
@@ -52,7 +53,9 @@ func (s *stateSource) State() status.State {
 			CgroupVersion: s.docker.CgroupVersion,
 			Warnings:      s.storage.Warnings,
 		},
-		Cgroups: s.cgroups.String(),
+		Cgroups: s.iso.Host.String(),
+		Isolation: &status.IsolationState{Mode: string(s.iso.Mode), Reason: s.iso.Reason,
+			CgroupParent: s.iso.Parent, Warnings: s.iso.Warnings},
 	}
 	for _, u := range ls.Unacked {
 		st.Unacknowledged = append(st.Unacknowledged, status.PendingUpdate{
@@ -70,10 +73,17 @@ func (s *stateSource) State() status.State {
 	}
 	zombies := s.zombies.Counts()
 	views := s.mgr.Snapshot()
+	var stats map[string]isolation.Stats
+	if s.stats != nil {
+		stats = s.stats.Stats(running(views))
+	}
 	st.Tasks = make([]status.Task, 0, len(views))
 	for _, v := range views {
 		t := taskView(v)
 		t.Zombies = zombies[v.TaskID]
+		if x, ok := stats[v.ContainerID]; ok && v.Pid > 0 {
+			t.Stats = statsView(x)
+		}
 		st.Tasks = append(st.Tasks, t)
 	}
 	return st
@@ -128,6 +138,11 @@ func (s *stateSource) Task(id string) (status.Task, bool) {
 		}
 		t := taskView(v)
 		t.Zombies = s.zombies.Counts()[id]
+		if s.stats != nil && v.Pid > 0 {
+			if x, err := s.stats.Reader().Get(v.ContainerID); err == nil {
+				t.Stats = statsView(x)
+			}
+		}
 		for _, h := range v.History {
 			t.History = append(t.History, status.HistoryEntry{State: h.State, Reason: h.Reason, Message: h.Message, Time: h.Time})
 		}

@@ -14,20 +14,24 @@ import (
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
 
 	"github.com/mdx-executor/mdx/containerd"
 	"github.com/mdx-executor/mdx/containerd/containerdtest"
+	"github.com/mdx-executor/mdx/task"
 )
 
-// Resources of every benchmark container, as the executor derives them from
-// cpus 0.01 and mem 32 (task/config.go: shares = cpus*1024 with a floor of 2,
-// quota = cpus*period with a floor of 1 ms, memory with a floor of 32 MiB).
-const (
-	benchCPUShares = 10
-	benchCPUPeriod = 100000
-	benchCPUQuota  = 1000
-	benchMemory    = 32 << 20
-)
+// benchResources is the resource part of every raw benchmark container: what
+// the executor's own parser (task.ResourceSpec) makes of cpus 0.01 and mem 32
+// under the executor's default flags (no --cpu-quota, --pids-limit 4096), so
+// the baseline cannot drift from the executor's container shape.
+func benchResources() (containerd.Spec, error) {
+	ti := &mesos.TaskInfo{Resources: []mesos.Resource{
+		{Name: "cpus", Type: mesos.SCALAR.Enum(), Scalar: &mesos.Value_Scalar{Value: 0.01}},
+		{Name: "mem", Type: mesos.SCALAR.Enum(), Scalar: &mesos.Value_Scalar{Value: 32}},
+	}}
+	return task.ResourceSpec(ti, task.Policy{PidsLimit: 4096})
+}
 
 // rawRunner creates and starts containers through the Docker API directly,
 // with the shape the executor gives a task's container: the same image,
@@ -74,6 +78,10 @@ func (r *rawRunner) spec(id string, args ...string) (containerd.Spec, error) {
 		return containerd.Spec{}, err
 	}
 	name := containerd.ContainerName(r.fw, "raw", id)
+	res, err := benchResources()
+	if err != nil {
+		return containerd.Spec{}, err
+	}
 	return containerd.Spec{
 		Name:  name,
 		Image: r.image,
@@ -95,13 +103,15 @@ func (r *rawRunner) spec(id string, args ...string) (containerd.Spec, error) {
 			containerd.LabelBootID:      "raw",
 			containerd.LabelCreatedUnix: strconv.FormatInt(time.Now().Unix(), 10),
 		},
-		Network:     "bridge",
-		Mounts:      []containerd.Mount{{HostPath: dir, ContainerPath: containerd.SandboxMountPoint}},
-		Init:        true,
-		CPUShares:   benchCPUShares,
-		CPUPeriod:   benchCPUPeriod,
-		CPUQuota:    benchCPUQuota,
-		MemoryBytes: benchMemory,
+		Network:           "bridge",
+		Mounts:            []containerd.Mount{{HostPath: dir, ContainerPath: containerd.SandboxMountPoint}},
+		Init:              true,
+		CPUShares:         res.CPUShares,
+		CPUPeriod:         res.CPUPeriod,
+		CPUQuota:          res.CPUQuota,
+		MemoryBytes:       res.MemoryBytes,
+		MemoryReservation: res.MemoryReservation,
+		PidsLimit:         res.PidsLimit,
 	}, nil
 }
 

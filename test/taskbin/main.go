@@ -20,6 +20,10 @@
 //	                without end, /requests counts the other requests served
 //	serve-local PORT  the same, on 127.0.0.1:PORT only
 //	orphans N       start N children running "sleep 1s" and do not wait for them
+//	burn DUR        burn CPU until this process has used DUR of CPU time (spin counts wall time)
+//	alloc MIB       allocate and touch MIB MiB, held until the process ends
+//	oomchild        run a child "oom" and wait for it (it is OOM-killed; this one lives on)
+//	forkbomb N      start up to N children running "sleep 1h"; print how many started and the error that stopped it
 //
 // Steps separated by "--" run in order: `echo hello -- exit 3`. SIGTERM
 // outside a stubborn step prints "got SIGTERM" and exits 0. Anything unknown
@@ -66,9 +70,9 @@ type step struct {
 // whether the command exists.
 func arity(name string) (int, bool) {
 	switch name {
-	case "sleep", "stubborn", "spin", "exit", "serve", "serve-local", "orphans":
+	case "sleep", "stubborn", "spin", "burn", "exit", "serve", "serve-local", "orphans", "alloc", "forkbomb":
 		return 1, true
-	case "env", "oom":
+	case "env", "oom", "oomchild":
 		return 0, true
 	case "echo", "stderr":
 		return -1, true
@@ -132,7 +136,7 @@ func (s step) validate() error {
 		return fmt.Errorf("%s: want %d argument(s), got %d", s.name, n, len(s.args))
 	}
 	switch s.name {
-	case "sleep", "stubborn", "spin":
+	case "sleep", "stubborn", "spin", "burn":
 		if _, err := parseDuration(s.args[0]); err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
@@ -144,9 +148,9 @@ func (s step) validate() error {
 		if port, err := strconv.Atoi(s.args[0]); err != nil || port < 1 || port > 65535 {
 			return fmt.Errorf("serve: bad port %q", s.args[0])
 		}
-	case "orphans":
+	case "orphans", "alloc", "forkbomb":
 		if n, err := strconv.Atoi(s.args[0]); err != nil || n < 0 {
-			return fmt.Errorf("orphans: bad count %q", s.args[0])
+			return fmt.Errorf("%s: bad count %q", s.name, s.args[0])
 		}
 	}
 	return nil
@@ -167,6 +171,7 @@ func parseDuration(s string) (time.Duration, error) {
 // prog runs steps. Its writers are the process's stdout and stderr except in
 // unit tests.
 type prog struct {
+	held           [][]byte // memory from alloc steps, kept until the process ends
 	stdout, stderr io.Writer
 	// stubborn is set while a stubborn step runs; the signal goroutine reads it.
 	stubborn atomic.Bool
@@ -222,6 +227,17 @@ func (p *prog) run(steps []step) int {
 				fmt.Fprintf(p.stderr, "%s: %v\n", s.name, err)
 				return 1
 			}
+		case "burn":
+			d, _ := parseDuration(s.args[0])
+			burn(d)
+		case "alloc":
+			n, _ := strconv.Atoi(s.args[0])
+			p.alloc(n)
+		case "oomchild":
+			p.child("oom")
+		case "forkbomb":
+			n, _ := strconv.Atoi(s.args[0])
+			p.forkbomb(n)
 		case "orphans":
 			n, _ := strconv.Atoi(s.args[0])
 			if err := p.orphans(n); err != nil {
@@ -323,4 +339,65 @@ func (p *prog) orphans(n int) error {
 		_ = cmd.Process.Release()
 	}
 	return nil
+}
+
+// alloc allocates and touches mib MiB in 1 MiB pieces and keeps them.
+func (p *prog) alloc(mib int) {
+	for range mib {
+		b := make([]byte, 1<<20)
+		for i := 0; i < len(b); i += 4096 {
+			b[i] = 1
+		}
+		p.held = append(p.held, b)
+	}
+	fmt.Fprintf(p.stdout, "allocated %d MiB\n", mib)
+}
+
+// child runs this program with args and reports how it ended.
+func (p *prog) child(args ...string) {
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(p.stderr, "child: %v\n", err)
+		return
+	}
+	cmd := exec.Command(self, args...)
+	cmd.Args[0] = "task"
+	err = cmd.Run()
+	fmt.Fprintf(p.stdout, "child %v ended: %v\n", args, err)
+}
+
+// forkbomb starts up to n children that sleep, until the kernel refuses.
+func (p *prog) forkbomb(n int) {
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(p.stderr, "forkbomb: %v\n", err)
+		return
+	}
+	started := 0
+	for ; started < n; started++ {
+		cmd := exec.Command(self, "sleep", "1h")
+		cmd.Args[0] = "task"
+		cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
+		if err = cmd.Start(); err != nil {
+			break
+		}
+		_ = cmd.Process.Release()
+	}
+	fmt.Fprintf(p.stdout, "forkbomb: started %d children; stopped by: %v\n", started, err)
+}
+
+// burn spins until the process's user+system CPU time reaches d, so that it
+// uses d of CPU however busy the machine is.
+func burn(d time.Duration) {
+	for n := 0; ; n++ {
+		if n%(1<<20) == 0 {
+			var ru syscall.Rusage
+			if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+				return
+			}
+			if time.Duration(ru.Utime.Nano()+ru.Stime.Nano()) >= d {
+				return
+			}
+		}
+	}
 }

@@ -93,6 +93,8 @@ func TestRun(t *testing.T) {
 		{argv: []string{"sh", "-c", "stderr oops -- echo a b"}, wantStdout: "a b\n", wantStderr: "oops\n"},
 		{argv: []string{"/task", "exit", "4", "--", "echo", "never"}, wantCode: 4},
 		{argv: []string{"/task", "sleep", "1ms", "--", "spin", "1ms"}},
+		{argv: []string{"/task", "burn", "10ms", "--", "echo", "burnt"}, wantStdout: "burnt\n"},
+		{argv: []string{"/task", "alloc", "2", "--", "echo", "ok"}, wantStdout: "allocated 2 MiB\nok\n"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.argv, " "), func(t *testing.T) {
