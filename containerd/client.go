@@ -46,6 +46,10 @@ type Config struct {
 	PullTimeout time.Duration
 	// Observe, when set, receives the latency of every API call.
 	Observe CallObserver
+	// Log is the Docker log configuration of every container whose Spec
+	// sets none; the zero value means json-file, DefaultLogMaxSize,
+	// DefaultLogMaxFile. New refuses an invalid one.
+	Log LogConfig
 }
 
 // Client drives the Docker Engine for the executor. It is safe for concurrent
@@ -55,6 +59,7 @@ type Client struct {
 	host        string
 	callTimeout time.Duration
 	pullTimeout time.Duration
+	logConfig   LogConfig
 
 	// api carries the short request/response calls over a bounded pool.
 	api *client.Client
@@ -108,6 +113,9 @@ func New(ctx context.Context, cfg Config, log *logrus.Entry) (*Client, error) {
 	if cfg.PullTimeout <= 0 {
 		cfg.PullTimeout = DefaultPullTimeout
 	}
+	if err := cfg.Log.Validate(); err != nil {
+		return nil, fmt.Errorf("docker client: %w", err)
+	}
 
 	conns := new(ConnCounter)
 	api, err := newDockerClient(host, cfg.Observe, conns, &http.Transport{
@@ -139,6 +147,7 @@ func New(ctx context.Context, cfg Config, log *logrus.Entry) (*Client, error) {
 		host:        host,
 		callTimeout: cfg.CallTimeout,
 		pullTimeout: cfg.PullTimeout,
+		logConfig:   cfg.Log.withDefaults(),
 		api:         api,
 		stream:      stream,
 		conns:       conns,

@@ -14,6 +14,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/mdx-executor/mdx/containerd"
+	"github.com/mdx-executor/mdx/internal/testenv"
 )
 
 // flakyProxy forwards a unix socket to dockerd and can cut every connection
@@ -116,7 +117,7 @@ func TestWatchExitsSurvivesStreamLoss(t *testing.T) {
 	}
 	sock, ok := strings.CutPrefix(host, "unix://")
 	if !ok {
-		t.Skipf("docker host %s is not a unix socket; the proxy needs one", host)
+		testenv.SkipOrFail(t, "docker host %s is not a unix socket; the proxy needs one", host)
 	}
 	proxy := startProxy(t, sock)
 

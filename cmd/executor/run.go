@@ -87,7 +87,7 @@ func run(cfg Config) int {
 
 	reg := prometheus.NewRegistry()
 	m := newDockerMetrics(reg)
-	dc, err := containerd.New(root, containerd.Config{Host: cfg.DockerHost, CallTimeout: cfg.DockerTimeout, Observe: m.observeDocker}, log.WithField("component", "docker"))
+	dc, err := containerd.New(root, containerd.Config{Host: cfg.DockerHost, CallTimeout: cfg.DockerTimeout, Observe: m.observeDocker, Log: cfg.DockerLog}, log.WithField("component", "docker"))
 	if err != nil {
 		log.WithError(err).Error("cannot reach the Docker Engine; exiting so that the agent reports the executor's tasks")
 		return exitFailure

@@ -17,6 +17,7 @@
 //	oom             allocate and touch memory in 16 MiB chunks until killed
 //	serve PORT      HTTP on :PORT: 200 "ok", or NNN for /status/NNN
 //	orphans N       start N children running "sleep 1s" and do not wait for them
+//	flood N         write N bytes to stdout as fast as it can, in lines of 1 KiB
 //
 // Steps separated by "--" run in order: `echo hello -- exit 3`. SIGTERM
 // outside a stubborn step prints "got SIGTERM" and exits 0. Anything unknown
@@ -63,7 +64,7 @@ type step struct {
 // whether the command exists.
 func arity(name string) (int, bool) {
 	switch name {
-	case "sleep", "stubborn", "spin", "exit", "serve", "orphans":
+	case "sleep", "stubborn", "spin", "exit", "serve", "orphans", "flood":
 		return 1, true
 	case "env", "oom":
 		return 0, true
@@ -145,6 +146,10 @@ func (s step) validate() error {
 		if n, err := strconv.Atoi(s.args[0]); err != nil || n < 0 {
 			return fmt.Errorf("orphans: bad count %q", s.args[0])
 		}
+	case "flood":
+		if n, err := strconv.ParseInt(s.args[0], 10, 64); err != nil || n < 0 {
+			return fmt.Errorf("flood: bad byte count %q", s.args[0])
+		}
 	}
 	return nil
 }
@@ -221,6 +226,12 @@ func (p *prog) run(steps []step) int {
 				fmt.Fprintf(p.stderr, "orphans: %v\n", err)
 				return 1
 			}
+		case "flood":
+			n, _ := strconv.ParseInt(s.args[0], 10, 64)
+			if err := flood(p.stdout, n); err != nil {
+				fmt.Fprintf(p.stderr, "flood: %v\n", err)
+				return 1
+			}
 		}
 	}
 	return 0
@@ -283,6 +294,27 @@ func (p *prog) orphans(n int) error {
 		}
 		fmt.Fprintf(p.stdout, "started orphan %d\n", cmd.Process.Pid)
 		_ = cmd.Process.Release()
+	}
+	return nil
+}
+
+// floodLine is one line of flood output: 1023 bytes and a newline. Docker's
+// log drivers store output line by line, so lines keep its per-line overhead
+// realistic.
+var floodLine = []byte(strings.Repeat("x", 1023) + "\n")
+
+// flood writes exactly n bytes to w in whole floodLines (the last one cut
+// short), so that a test can produce a known volume of output quickly.
+func flood(w io.Writer, n int64) error {
+	for n > 0 {
+		b := floodLine
+		if int64(len(b)) > n {
+			b = b[len(b)-int(n):]
+		}
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+		n -= int64(len(b))
 	}
 	return nil
 }
