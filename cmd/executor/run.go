@@ -105,15 +105,18 @@ func run(cfg Config) int {
 
 	sup := health.NewSupervisor(health.Options{MaxConcurrent: cfg.HealthMaxProbes, EveryFailure: cfg.HealthEveryFailure}, dc, log.WithField("component", "health"))
 	instance := uuid.NewString()
-	// Containers of an earlier instance with the same ids belong to tasks
-	// the agent already reported lost when that instance died; they must
-	// not live on. Done before subscribing, so no new task can be confused
-	// with them.
+	// Containers of a dead earlier instance with the same ids belong to
+	// tasks the agent already reported lost when that instance died; they
+	// must not live on. A live instance's (two agents on one daemon) are
+	// running tasks and stay. Done before subscribing, so no new task can
+	// be confused with them.
 	sctx, cancelSweep := context.WithTimeout(root, 2*time.Minute)
-	if n, err := cleanup.RemovePreviousInstances(sctx, dc, cfg.Agent.FrameworkID, cfg.Agent.ExecutorID, instance, log.WithField("component", "cleanup")); err != nil {
+	previous, err := cleanup.RemovePreviousInstances(sctx, dc, cleanup.Liveness{Instance: instance},
+		cfg.Agent.FrameworkID, cfg.Agent.ExecutorID, log.WithField("component", "cleanup"))
+	if err != nil {
 		log.WithError(err).Error("could not remove every container of an earlier executor instance")
-	} else if n > 0 {
-		log.WithField("containers", n).Warn("removed containers left by an earlier instance of this executor")
+	} else if previous.Removed > 0 {
+		log.WithField("containers", previous.Removed).Warn("removed containers left by an earlier instance of this executor")
 	}
 	cancelSweep()
 	remover := cleanup.NewRemover(cleanup.RemoverConfig{
@@ -193,7 +196,7 @@ func run(cfg Config) int {
 
 	src := &stateSource{cfg: cfg, instance: instance, started: time.Now(), mgr: mgr, link: link, docker: dinfo,
 		dockerAPI: dc.APIVersion(), cgroups: cg, storage: storage, remover: remover, sweeper: sweeper, images: images,
-		reaper: rp, zombies: zombies}
+		reaper: rp, zombies: zombies, previous: previous}
 	var bg sync.WaitGroup
 	bgCtx, stopBG := context.WithCancel(root)
 	defer func() { stopBG(); bg.Wait() }()
