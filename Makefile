@@ -27,6 +27,7 @@ test-unit: ## the fast unit tests only (-short skips the Docker end-to-end tests
 
 bench: build ## benchmarks against the raw Docker API, printing ratios
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/bench/
+	$(GO) test -run '^$$' -bench OrphanReap -benchtime 1x ./reaper/
 
 FUZZTIME ?= 2m
 fuzz: ## run every Go fuzz target for FUZZTIME each (default 2m; FUZZTIME=10m for a long run)
