@@ -21,6 +21,7 @@ import (
 // $PROMTOOL; CI must not skip this.
 func TestMetricsPassPromtool(t *testing.T) {
 	t.Parallel()
+	testenv.RequireDocker(t) // before the promtool check: -short runs no end-to-end test, even in CI
 	promtool := os.Getenv("PROMTOOL")
 	if promtool == "" {
 		if p, err := exec.LookPath("promtool"); err == nil {
