@@ -22,11 +22,15 @@ build: ## build bin/executor and the demo/test task binary bin/taskbin (static)
 test: build $(BIN)/promtool $(BIN)/docker-registry ## every test, unit and end-to-end against the real Docker Engine, with -race
 	PROMTOOL=$(CURDIR)/$(BIN)/promtool DOCKER_REGISTRY=$(CURDIR)/$(BIN)/docker-registry $(GO) test -race -count=1 -timeout 15m $(PKGS)
 
-test-unit: ## the fast unit tests only (-short skips the Docker end-to-end tests)
-	$(GO) test -race -short -count=1 $(PKGS)
+# DOCKER_HOST points nowhere so that a Docker test missing its -short gate
+# cannot pass unnoticed: it skips (or, with CI=true, fails) instead of
+# quietly using the daemon.
+test-unit: ## the fast unit tests only (-short skips every Docker test)
+	DOCKER_HOST=unix:///nonexistent/make-test-unit-uses-no-docker.sock $(GO) test -race -short -count=1 $(PKGS)
 
 bench: build ## benchmarks against the raw Docker API, printing ratios
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/bench/
+	$(GO) test -run '^$$' -bench OrphanReap -benchtime 1x ./reaper/
 
 FUZZTIME ?= 2m
 fuzz: ## run every Go fuzz target for FUZZTIME each (default 2m; FUZZTIME=10m for a long run)

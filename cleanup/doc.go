@@ -5,7 +5,10 @@
 // removed other tenants' containers mid-launch and lost their exit codes.
 //
 //   - RemovePreviousInstances, at start: containers of an earlier instance
-//     of the same executor, killed and relaunched.
+//     of the same executor, killed and relaunched. Like the Sweeper it
+//     removes another instance's container only when Liveness proves that
+//     instance dead (one rule, instanceVerdict); a live one with the same
+//     ids (two agents on one daemon) is reported and left alone.
 //   - Remover: a bounded queue of container removals. The task manager
 //     enqueues a container after it has reported the task's exit; the
 //     queue removes it after the remove delay, by id, with its anonymous

@@ -17,6 +17,7 @@ import (
 
 	"github.com/mdx-executor/mdx/containerd"
 	"github.com/mdx-executor/mdx/containerd/containerdtest"
+	"github.com/mdx-executor/mdx/internal/testenv"
 )
 
 // The real-Docker tests share one image: test/taskbin as /task and /bin/sh,
@@ -57,10 +58,7 @@ func TestMain(m *testing.M) {
 // there is no daemon; -short skips the real-Docker tests.
 func realDocker(t *testing.T) *containerd.Client {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("real Docker test: skipped under -short")
-	}
-	return containerdtest.Docker(t)
+	return containerdtest.Docker(t) // skips under -short
 }
 
 func volumeImage(t *testing.T, c *containerd.Client) string {
@@ -93,7 +91,7 @@ func hostBootID(t *testing.T) string {
 	t.Helper()
 	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
 	if err != nil {
-		t.Skipf("no boot id on this host: %v", err)
+		testenv.SkipOrFail(t, "no boot id on this host: %v", err)
 	}
 	return strings.TrimSpace(string(b))
 }
@@ -372,10 +370,10 @@ func TestDockerChurn(t *testing.T) {
 func TestDockerBusyRemoval(t *testing.T) {
 	c := realDocker(t)
 	if os.Geteuid() != 0 {
-		t.Skip("needs root for unshare --mount")
+		testenv.SkipOrFail(t, "needs root for unshare --mount")
 	}
 	if _, err := exec.LookPath("unshare"); err != nil {
-		t.Skipf("needs unshare(1): %v", err)
+		testenv.SkipOrFail(t, "needs unshare(1) (Debian package util-linux): %v", err)
 	}
 	img := volumeImage(t, c)
 	boot := hostBootID(t)

@@ -92,7 +92,8 @@ func PlanHostSweep(ctx context.Context, d HostAPI, opts HostSweepOptions) (actio
 			skipped++
 			continue
 		}
-		alive, why := live.ExecutorAlive(c.Labels, c.Created)
+		dead, why := instanceVerdict(live, c)
+		alive := !dead
 		switch c.State {
 		case "exited", "dead":
 			a.Kind = KindContainer

@@ -20,26 +20,44 @@ type Docker interface {
 	Remove(ctx context.Context, id string) error
 }
 
+// PreviousReport is what RemovePreviousInstances did.
+type PreviousReport struct {
+	// Removed counts the containers of dead earlier instances removed.
+	Removed int
+	// Live lists the other instances found alive, whose containers were
+	// left alone.
+	Live []LiveInstance
+}
+
 // RemovePreviousInstances kills and removes every container labelled with
-// this framework and executor id that an earlier executor instance created.
+// this framework and executor id that another executor instance created,
+// once live proves that instance dead (see instanceVerdict). live.Instance
+// must be this executor's instance id: its own containers are never
+// touched.
 //
 // When an executor dies (SIGKILL, OOM) the agent reports its tasks
 // TASK_FAILED "executor terminated", but their Docker containers are not in
 // the executor's cgroup and keep running. A relaunched executor with the same
-// ids is the first to know they are orphans. Containers of this instance are
-// never touched. It returns how many it removed.
-func RemovePreviousInstances(ctx context.Context, d Docker, frameworkID, executorID, instance string, log *logrus.Entry) (int, error) {
+// ids is the first to know they are orphans. But the same ids on one daemon
+// can also belong to a live executor (two agents sharing a Docker daemon, an
+// instance started by hand): its containers are running tasks, so they are
+// only reported, in the log and in the returned report.
+func RemovePreviousInstances(ctx context.Context, d Docker, live Liveness, frameworkID, executorID string, log *logrus.Entry) (PreviousReport, error) {
+	var rep PreviousReport
+	if live.Instance == "" {
+		return rep, errors.New("remove previous instances: no instance id of this executor")
+	}
 	list, err := d.List(ctx, map[string]string{
 		containerd.LabelFramework: frameworkID,
 		containerd.LabelExecutor:  executorID,
 	}, true)
 	if err != nil {
-		return 0, fmt.Errorf("list containers of earlier instances: %w", err)
+		return rep, fmt.Errorf("list containers of earlier instances: %w", err)
 	}
-	removed := 0
+	alive := liveInstances{}
 	var errs []error
 	for _, c := range list {
-		if c.Labels[containerd.LabelInstance] == instance {
+		if c.Labels[containerd.LabelInstance] == live.Instance {
 			continue
 		}
 		fields := logrus.Fields{
@@ -49,6 +67,14 @@ func RemovePreviousInstances(ctx context.Context, d Docker, frameworkID, executo
 			"previous_instance": c.Labels[containerd.LabelInstance],
 			"previous_pid":      c.Labels[containerd.LabelPID],
 		}
+		dead, why := instanceVerdict(live, c)
+		if !dead {
+			alive.add(c, why)
+			log.WithFields(fields).WithField("reason", why).
+				Debug("container of another instance of this executor left alone: that instance is not proven dead")
+			continue
+		}
+		fields["reason"] = why
 		if d, ok := orphanedFor(c); ok {
 			fields["orphaned_for"] = d.Round(time.Second).String()
 		} else {
@@ -60,10 +86,16 @@ func RemovePreviousInstances(ctx context.Context, d Docker, frameworkID, executo
 			l.WithError(err).Error("cannot remove a container of an earlier executor instance")
 			continue
 		}
-		removed++
+		rep.Removed++
 		l.Warn("removed a container left by an earlier instance of this executor")
 	}
-	return removed, errors.Join(errs...)
+	rep.Live = alive.list()
+	for _, li := range rep.Live {
+		log.WithFields(logrus.Fields{
+			"other_instance": li.Instance, "other_pid": li.PID, "containers": li.Containers, "reason": li.Why,
+		}).Warn("another live instance of this executor shares the Docker daemon; its containers are left alone")
+	}
+	return rep, errors.Join(errs...)
 }
 
 // AliveFile is touched in the executor's sandbox every AliveInterval while

@@ -115,6 +115,9 @@ type SweepReport struct {
 	Sandboxes []string
 	// Orphans lists the containers of dead executors seen.
 	Orphans []Orphan
+	// LiveInstances lists other live instances of this same executor
+	// (same framework and executor ids) whose containers were left alone.
+	LiveInstances []LiveInstance
 }
 
 // SweeperStats is a snapshot for /state and /metrics.
@@ -124,8 +127,11 @@ type SweeperStats struct {
 	Requeued         uint64
 	SandboxesRemoved uint64
 	// Orphans are those of the last sweep.
-	Orphans   []Orphan
-	LastError string
+	Orphans []Orphan
+	// LiveInstances are the other live instances of this executor the
+	// last sweep saw.
+	LiveInstances []LiveInstance
+	LastError     string
 }
 
 // Sweeper periodically finds what the removal queue lost, removes old task
@@ -143,6 +149,8 @@ type Sweeper struct {
 	mu       sync.Mutex
 	stats    SweeperStats
 	reported map[string]bool // orphans already logged
+	// liveReported holds the other live instances already logged.
+	liveReported map[string]bool
 }
 
 // NewSweeper returns a Sweeper that queues removals on rm.
@@ -170,8 +178,9 @@ func NewSweeper(cfg SweeperConfig, d SweeperAPI, rm *Remover, log *logrus.Entry)
 	}
 	return &Sweeper{
 		cfg: cfg, d: d, rm: rm, log: log, clock: cfg.Clock,
-		live:     Liveness{ProcRoot: cfg.ProcRoot, Instance: cfg.Instance},
-		reported: map[string]bool{},
+		live:         Liveness{ProcRoot: cfg.ProcRoot, Instance: cfg.Instance},
+		reported:     map[string]bool{},
+		liveReported: map[string]bool{},
 	}
 }
 
@@ -205,11 +214,11 @@ func (s *Sweeper) Sweep(ctx context.Context) (SweepReport, error) {
 		}
 	}
 
-	orphans, err := s.orphans(ctx)
+	orphans, live, err := s.orphans(ctx)
 	if err != nil {
 		errs = append(errs, err)
 	}
-	rep.Orphans = orphans
+	rep.Orphans, rep.LiveInstances = orphans, live
 
 	err = errors.Join(errs...)
 	s.mu.Lock()
@@ -218,6 +227,7 @@ func (s *Sweeper) Sweep(ctx context.Context) (SweepReport, error) {
 	s.stats.Requeued += uint64(len(rep.Requeued))
 	s.stats.SandboxesRemoved += uint64(len(rep.Sandboxes))
 	s.stats.Orphans = orphans
+	s.stats.LiveInstances = live
 	s.stats.LastError = ""
 	if err != nil {
 		s.stats.LastError = err.Error()
@@ -256,27 +266,32 @@ func (s *Sweeper) requeue(list []containerd.Summary, now time.Time) []string {
 }
 
 // orphans finds containers of dead executors, logs each once, and queues
-// those it may remove.
-func (s *Sweeper) orphans(ctx context.Context) ([]Orphan, error) {
+// those it may remove. It also returns the other live instances of this
+// same executor, whose containers it leaves alone.
+func (s *Sweeper) orphans(ctx context.Context) ([]Orphan, []LiveInstance, error) {
 	labels := map[string]string{containerd.LabelFramework: ""}
 	maps.Copy(labels, s.cfg.OrphanLabels)
 	list, err := s.d.List(ctx, labels, true)
 	if err != nil {
-		return nil, fmt.Errorf("list containers of other executors: %w", err)
+		return nil, nil, fmt.Errorf("list containers of other executors: %w", err)
 	}
 	var out []Orphan
 	seen := map[string]bool{}
+	siblings := liveInstances{}
 	for _, c := range list {
 		fw, ex, inst := c.Labels[containerd.LabelFramework], c.Labels[containerd.LabelExecutor], c.Labels[containerd.LabelInstance]
 		if ex == "" || fw == s.cfg.FrameworkID && ex == s.cfg.ExecutorID && inst == s.cfg.Instance {
 			continue
 		}
-		alive, why := s.live.ExecutorAlive(c.Labels, c.Created)
-		if alive {
+		ownEarlier := fw == s.cfg.FrameworkID && ex == s.cfg.ExecutorID
+		dead, why := instanceVerdict(s.live, c)
+		if !dead {
+			if ownEarlier {
+				siblings.add(c, why)
+			}
 			continue
 		}
 		o := orphanFrom(c, why)
-		ownEarlier := fw == s.cfg.FrameworkID && ex == s.cfg.ExecutorID
 		if s.cfg.RemoveOrphans || ownEarlier {
 			s.rm.enqueueOrphan(c.ID, o.TaskID, s.orphanCheck)
 			o.Queued = true
@@ -305,8 +320,23 @@ func (s *Sweeper) orphans(ctx context.Context) ([]Orphan, error) {
 			delete(s.reported, id)
 		}
 	}
+	live := siblings.list()
+	for _, li := range live {
+		if s.liveReported[li.Instance] {
+			continue
+		}
+		s.liveReported[li.Instance] = true
+		s.log.WithFields(logrus.Fields{
+			"other_instance": li.Instance, "other_pid": li.PID, "containers": li.Containers, "reason": li.Why,
+		}).Warn("another live instance of this executor shares the Docker daemon; its containers are left alone")
+	}
+	for inst := range s.liveReported {
+		if siblings[inst] == nil {
+			delete(s.liveReported, inst)
+		}
+	}
 	s.mu.Unlock()
-	return out, nil
+	return out, live, nil
 }
 
 // orphanCheck is repeated on the inspect right before an orphan's removal:
@@ -319,7 +349,7 @@ func checkOrphan(l Liveness, info containerd.StorageInfo) error {
 	if info.Labels[containerd.LabelFramework] == "" || info.Labels[containerd.LabelExecutor] == "" {
 		return fmt.Errorf("no ownership labels: %w", ErrNotOwned)
 	}
-	if alive, why := l.ExecutorAlive(info.Labels, info.Created); alive {
+	if dead, why := instanceVerdict(l, containerd.Summary{ID: info.ID, Labels: info.Labels, Created: info.Created}); !dead {
 		return fmt.Errorf("its executor is not proven dead (%s): %w", why, ErrNotOwned)
 	}
 	return nil
@@ -419,6 +449,7 @@ func (s *Sweeper) Stats() SweeperStats {
 	defer s.mu.Unlock()
 	st := s.stats
 	st.Orphans = slices.Clone(st.Orphans)
+	st.LiveInstances = slices.Clone(st.LiveInstances)
 	return st
 }
 

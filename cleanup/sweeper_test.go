@@ -65,6 +65,8 @@ func TestSweep(t *testing.T) {
 		own("created-old", "t-created-old", "created", now.Add(-10*time.Minute)),
 		own("created-new", "t-created-new", "created", now.Add(-time.Minute)),
 		other("earlier-instance", "fw", "ex", "old", "77", "old-boot", "running"),
+		other("sibling-a", "fw", "ex", "sibling", "500", boot, "running"),
+		other("sibling-b", "fw", "ex", "sibling", "500", boot, "exited"),
 		other("orphan-rebooted", "fw2", "ex2", "i2", "500", "old-boot", "running"),
 		other("orphan-gone", "fw2", "ex3", "i3", "4242", boot, "exited"),
 		other("live-other", "fw2", "ex4", "i4", "500", boot, "running"),
@@ -136,6 +138,19 @@ func TestSweep(t *testing.T) {
 	slices.Sort(orphanIDs)
 	if want := []string{"earlier-instance", "orphan-gone", "orphan-rebooted"}; !slices.Equal(orphanIDs, want) {
 		t.Errorf("orphans = %q; want %q (never a live executor's, an unlabelled one, or one without pid labels)", orphanIDs, want)
+	}
+	// A live instance with this executor's own ids (two agents on one
+	// daemon) is reported, never queued.
+	if len(rep.LiveInstances) != 1 || rep.LiveInstances[0].Instance != "sibling" || rep.LiveInstances[0].Containers != 2 {
+		t.Errorf("LiveInstances = %+v; want the sibling instance with 2 containers", rep.LiveInstances)
+	}
+	for _, id := range []string{"sibling-a", "sibling-b"} {
+		if rm.Queued(id) {
+			t.Errorf("%s of a live instance of this executor was queued for removal", id)
+		}
+	}
+	if ss := s.Stats(); len(ss.LiveInstances) != 1 {
+		t.Errorf("Stats().LiveInstances = %+v; want 1", ss.LiveInstances)
 	}
 	st := rm.Stats()
 	if st.Depth != 5 { // queued + 3 requeued + earlier-instance

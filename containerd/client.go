@@ -57,6 +57,10 @@ type Config struct {
 	DockerConfigPath string
 	// Observe, when set, receives the latency of every API call.
 	Observe CallObserver
+	// Log is the Docker log configuration of every container whose Spec
+	// sets none; the zero value means json-file, DefaultLogMaxSize,
+	// DefaultLogMaxFile. New refuses an invalid one.
+	Log LogConfig
 }
 
 // Client drives the Docker Engine for the executor. It is safe for concurrent
@@ -68,6 +72,7 @@ type Client struct {
 	pullTimeout time.Duration
 	// dockerConfig is Config.DockerConfigPath.
 	dockerConfig string
+	logConfig    LogConfig
 
 	// api carries the short request/response calls over a bounded pool.
 	api *client.Client
@@ -127,6 +132,9 @@ func New(ctx context.Context, cfg Config, log *logrus.Entry) (*Client, error) {
 	case cfg.PullStallTimeout < 0:
 		cfg.PullStallTimeout = 0
 	}
+	if err := cfg.Log.Validate(); err != nil {
+		return nil, fmt.Errorf("docker client: %w", err)
+	}
 
 	conns := new(ConnCounter)
 	api, err := newDockerClient(host, cfg.Observe, conns, &http.Transport{
@@ -162,6 +170,7 @@ func New(ctx context.Context, cfg Config, log *logrus.Entry) (*Client, error) {
 		api:          api,
 		stream:       stream,
 		conns:        conns,
+		logConfig:    cfg.Log.withDefaults(),
 	}
 	c.pulls = newPullCoordinator(c.pull, cfg.PullTimeout, cfg.PullStallTimeout)
 

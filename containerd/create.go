@@ -20,6 +20,9 @@ import (
 // IsConflict is true; the caller may then adopt the existing container after
 // checking its labels.
 func (c *Client) Create(ctx context.Context, spec Spec) (string, error) {
+	if spec.Log.IsZero() {
+		spec.Log = c.logConfig
+	}
 	cfg, hostCfg, netCfg, err := dockerConfig(spec)
 	if err != nil {
 		return "", fmt.Errorf("create container %s: %w", spec.Name, err)
@@ -65,8 +68,16 @@ func dockerConfig(spec Spec) (*container.Config, *container.HostConfig, *network
 		cfg.Cmd = slices.Clone(spec.Cmd)
 	}
 
+	// A zero Log here (a Spec translated without a Client) still gets the
+	// package defaults: no container is created with an unbounded log.
+	logCfg, err := spec.Log.docker()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+
 	useInit := spec.Init
 	hostCfg := &container.HostConfig{
+		LogConfig:    logCfg,
 		NetworkMode:  netMode,
 		Init:         &useInit,
 		Privileged:   spec.Privileged,
@@ -180,6 +191,7 @@ func infoFrom(resp container.InspectResponse) Info {
 	if b := resp.ContainerJSONBase; b != nil {
 		info.ID = b.ID
 		info.Name = strings.TrimPrefix(b.Name, "/")
+		info.LogPath = b.LogPath
 		if s := b.State; s != nil {
 			info.Running = s.Running
 			info.Status = s.Status

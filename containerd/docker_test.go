@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -269,41 +270,59 @@ func TestLabelFilterRequired(t *testing.T) {
 
 func TestEnsureImage(t *testing.T) {
 	t.Parallel()
-	c, image := requireDocker(t)
+	_, image := requireDocker(t)
 
-	start := time.Now()
+	// A present image is resolved from one inspect, never pulled: counted
+	// on a client of its own that observes its calls (how fast that is
+	// depends on the daemon's load, so it is not timed here).
+	var mu sync.Mutex
+	var calls []string
+	c, err := containerd.New(t.Context(), containerd.Config{Observe: func(call string, _ time.Duration, _ error) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls = append(calls, call)
+	}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	mu.Lock()
+	calls = nil // the ping of New
+	mu.Unlock()
 	if err := c.EnsureImage(t.Context(), image, false); err != nil {
 		t.Fatalf("EnsureImage(present image): %v", err)
 	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("EnsureImage of a present image took %v", d)
+	mu.Lock()
+	if slices.Contains(calls, "image_pull") || len(calls) != 1 {
+		t.Errorf("EnsureImage of a present image made calls %v, want one inspect and no pull", calls)
 	}
+	mu.Unlock()
 
 	// Port 1 refuses connections: the pull must fail with the registry's
-	// error, promptly, for every concurrent caller.
+	// error, not by running into the caller's deadline, for every
+	// concurrent caller.
 	const missing = "127.0.0.1:1/none/such:1"
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	start = time.Now()
+	start := time.Now()
 	var wg sync.WaitGroup
 	errs := make([]error, 3)
 	for i := range errs {
 		wg.Go(func() { errs[i] = c.EnsureImage(ctx, missing, false) })
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
 	for i, err := range errs {
 		if err == nil {
 			t.Fatalf("EnsureImage(%s) #%d succeeded", missing, i)
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("EnsureImage(%s) #%d ran into the caller's deadline (%v), want the registry's error", missing, i, err)
 		}
 		if !strings.Contains(err.Error(), "127.0.0.1:1") {
 			t.Errorf("error %q does not carry the registry's error", err)
 		}
 	}
-	t.Logf("unreachable registry: %v after %v", errs[0], elapsed)
-	if elapsed > 15*time.Second {
-		t.Errorf("EnsureImage from an unreachable registry took %v, want it to fail fast", elapsed)
-	}
+	t.Logf("unreachable registry: %v after %v", errs[0], time.Since(start))
 }
 
 func TestRemove(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -106,49 +107,106 @@ func (c *Client) WatchExits(ctx context.Context, labels map[string]string, out c
 	if len(labels) == 0 {
 		return fmt.Errorf("watch exits: %w", ErrNoLabels)
 	}
+	return watchExits(ctx, clientSource{c}, &c.reconnects, c.log.WithField("component", "exit_watch"), labels, out, defaultTuning())
+}
+
+// eventsSource is what exit watching needs of the daemon: the events
+// stream, the labelled list that reconciles after every (re)open, and the
+// inspect some dies need. *Client provides it through clientSource; unit
+// tests give a scripted fake.
+type eventsSource interface {
+	Events(ctx context.Context, opts events.ListOptions) (<-chan events.Message, <-chan error)
+	List(ctx context.Context, labels map[string]string, all bool) ([]Summary, error)
+	Inspect(ctx context.Context, id string) (Info, error)
+}
+
+// clientSource opens events on the Client's stream connection pool (an
+// events stream holds its connection for as long as it is open).
+type clientSource struct{ c *Client }
+
+func (s clientSource) Events(ctx context.Context, opts events.ListOptions) (<-chan events.Message, <-chan error) {
+	return s.c.stream.Events(ctx, opts)
+}
+
+func (s clientSource) List(ctx context.Context, labels map[string]string, all bool) ([]Summary, error) {
+	return s.c.List(ctx, labels, all)
+}
+
+func (s clientSource) Inspect(ctx context.Context, id string) (Info, error) {
+	return s.c.Inspect(ctx, id)
+}
+
+// watchTuning holds the constants of exit watching and its clock, so that
+// unit tests can shrink the queue and drive time.
+type watchTuning struct {
+	queueSize    int
+	backoffMin   time.Duration
+	backoffMax   time.Duration
+	healthyAfter time.Duration
+	oomMemory    time.Duration
+	now          func() time.Time
+	after        func(time.Duration) <-chan time.Time
+}
+
+func defaultTuning() watchTuning {
+	return watchTuning{
+		queueSize:    exitQueueSize,
+		backoffMin:   reconnectBackoffMin,
+		backoffMax:   reconnectBackoffMax,
+		healthyAfter: streamHealthyAfter,
+		oomMemory:    oomMemory,
+		now:          time.Now,
+		after:        time.After,
+	}
+}
+
+// watchExits is WatchExits on any eventsSource; reconnects counts reopened
+// streams.
+func watchExits(ctx context.Context, src eventsSource, reconnects *atomic.Uint64, log *logrus.Entry,
+	labels map[string]string, out chan<- Exit, tune watchTuning) error {
 	w := &exitWatch{
-		c:      c,
-		log:    c.log.WithField("component", "exit_watch"),
+		src:    src,
+		tune:   tune,
+		log:    log,
 		out:    out,
 		labels: maps.Clone(labels),
 		filter: labelFilters(labels),
-		cursor: time.Now(),
+		cursor: tune.now(),
 	}
 	w.filter.Add("type", string(events.ContainerEventType))
 	w.filter.Add("event", string(events.ActionDie))
 	w.filter.Add("event", string(events.ActionOOM))
 
-	backoff := reconnectBackoffMin
+	backoff := tune.backoffMin
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
-			c.reconnects.Add(1)
+			reconnects.Add(1)
 		}
-		opened := time.Now()
+		opened := tune.now()
 		err := w.session(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
-		if time.Since(opened) >= streamHealthyAfter {
-			backoff = reconnectBackoffMin
+		if tune.now().Sub(opened) >= tune.healthyAfter {
+			backoff = tune.backoffMin
 		}
 		// Jitter over the upper half of the backoff, so that many executors
 		// on one host do not reconnect in step after a daemon restart.
 		wait := backoff/2 + rand.N(backoff/2+1)
 		w.log.WithError(err).WithField("retry_in", wait.String()).Warn("docker events stream ended, reopening")
-		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
-			timer.Stop()
 			return nil
-		case <-timer.C:
+		case <-tune.after(wait):
 		}
-		backoff = min(backoff*2, reconnectBackoffMax)
+		backoff = min(backoff*2, tune.backoffMax)
 	}
 }
 
 // exitWatch is the state of one WatchExits call; only its goroutine uses it.
 type exitWatch struct {
-	c      *Client
+	src    eventsSource
+	tune   watchTuning
 	log    *logrus.Entry
 	out    chan<- Exit
 	labels map[string]string
@@ -172,14 +230,14 @@ const oomMemory = 5 * time.Minute
 // stream fails or ctx ends. It returns why the stream ended.
 func (w *exitWatch) session(ctx context.Context) error {
 	sctx, cancel := context.WithCancel(ctx)
-	msgs, errs := w.c.stream.Events(sctx, events.ListOptions{
+	msgs, errs := w.src.Events(sctx, events.ListOptions{
 		Since:   w.cursor.UTC().Format(time.RFC3339Nano),
 		Filters: w.filter,
 	})
 
 	// The reader only moves events into the queue, so that inspects and a
 	// slow consumer never hold up the daemon's side of the stream.
-	queue := make(chan events.Message, exitQueueSize)
+	queue := make(chan events.Message, w.tune.queueSize)
 	readErr := make(chan error, 1)
 	go func() {
 		defer close(queue)
@@ -228,7 +286,7 @@ func (w *exitWatch) session(ctx context.Context) error {
 
 // reconcile reports every labelled container that has already exited.
 func (w *exitWatch) reconcile(ctx context.Context) error {
-	list, err := w.c.List(ctx, w.labels, true)
+	list, err := w.src.List(ctx, w.labels, true)
 	if err != nil {
 		return fmt.Errorf("reconcile: %w", err)
 	}
@@ -236,7 +294,7 @@ func (w *exitWatch) reconcile(ctx context.Context) error {
 		if s.State != container.StateExited && s.State != container.StateDead {
 			continue
 		}
-		info, err := w.c.Inspect(ctx, s.ID)
+		info, err := w.src.Inspect(ctx, s.ID)
 		if err != nil {
 			if IsNotFound(err) {
 				continue // removed since the list; whoever removed it knew
@@ -261,7 +319,7 @@ func (w *exitWatch) handle(ctx context.Context, m events.Message) error {
 		// idempotent and upgrade an exit they are still handling).
 		log.Info("container hit its memory limit")
 		w.forget()
-		w.ooms[m.Actor.ID] = time.Now()
+		w.ooms[m.Actor.ID] = w.tune.now()
 		if e, ok := w.died[m.Actor.ID]; ok && !e.OOMKilled {
 			e.OOMKilled = true
 			w.died[m.Actor.ID] = e
@@ -284,7 +342,7 @@ func (w *exitWatch) handle(ctx context.Context, m events.Message) error {
 	if !ok || (exit.ExitCode == 137 && !exit.OOMKilled) {
 		// No exit code in the event, or a SIGKILL that only Docker's
 		// OOMKilled flag can explain: worth the inspect.
-		info, err := w.c.Inspect(ctx, m.Actor.ID)
+		info, err := w.src.Inspect(ctx, m.Actor.ID)
 		switch {
 		case err == nil && !info.Running:
 			exit = exitFromInfo(info)
@@ -308,7 +366,7 @@ func (w *exitWatch) forget() {
 	if w.ooms == nil {
 		w.ooms, w.died = map[string]time.Time{}, map[string]Exit{}
 	}
-	cut := time.Now().Add(-oomMemory)
+	cut := w.tune.now().Add(-w.tune.oomMemory)
 	for id, t := range w.ooms {
 		if t.Before(cut) {
 			delete(w.ooms, id)

@@ -54,16 +54,18 @@ func TestExecTimeout(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, _, err := c.Exec(ctx, id, []string{"/task", "echo", "started", "--", "sleep", "30s"}, 1024)
+	_, _, err := c.Exec(ctx, id, []string{"/task", "echo", "started", "--", "sleep", "10m"}, 1024)
 	elapsed := time.Since(start)
 	if !errors.Is(err, containerd.ErrExecTimeout) || !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Exec of a 30s sleep with a 500ms deadline: err = %v, want ErrExecTimeout", err)
+		t.Fatalf("Exec of a 10m sleep with a 500ms deadline: err = %v, want ErrExecTimeout", err)
 	}
 	if !strings.Contains(err.Error(), "timed out") {
 		t.Errorf("error %q does not say it timed out", err)
 	}
-	if elapsed > 5*time.Second {
-		t.Errorf("Exec returned after %v, want about 500ms", elapsed)
+	// Not a latency check (a loaded daemon may take seconds to answer):
+	// only that the deadline, not the 10 minute process, ended the call.
+	if elapsed > 2*time.Minute {
+		t.Errorf("Exec returned after %v: it waited for the process, not the 500ms deadline", elapsed)
 	}
 }
 

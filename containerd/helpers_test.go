@@ -10,6 +10,7 @@ import (
 
 	"github.com/mdx-executor/mdx/containerd"
 	"github.com/mdx-executor/mdx/containerd/containerdtest"
+	"github.com/mdx-executor/mdx/internal/testenv"
 )
 
 func TestMain(m *testing.M) { containerdtest.Main(m) }
@@ -183,4 +184,10 @@ func waitOutput(t *testing.T, buf *syncBuffer, want string, timeout time.Duratio
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// skipOrFail skips t with the reason, or fails it when CI=true.
+func skipOrFail(t *testing.T, format string, args ...any) {
+	t.Helper()
+	testenv.SkipOrFail(t, format, args...)
 }

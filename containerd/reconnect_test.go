@@ -14,6 +14,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/mdx-executor/mdx/containerd"
+	"github.com/mdx-executor/mdx/internal/testenv"
 )
 
 // flakyProxy forwards a unix socket to dockerd and can cut every connection
@@ -116,7 +117,7 @@ func TestWatchExitsSurvivesStreamLoss(t *testing.T) {
 	}
 	sock, ok := strings.CutPrefix(host, "unix://")
 	if !ok {
-		t.Skipf("docker host %s is not a unix socket; the proxy needs one", host)
+		testenv.SkipOrFail(t, "docker host %s is not a unix socket; the proxy needs one", host)
 	}
 	proxy := startProxy(t, sock)
 
@@ -142,7 +143,16 @@ func TestWatchExitsSurvivesStreamLoss(t *testing.T) {
 	if err := direct.Remove(t.Context(), gone); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond) // let a few reopen attempts fail
+	// Restore only once the watch has seen the stream break and begun
+	// reopening it, so the replay (not a stream that never broke) must
+	// deliver the exit.
+	deadline := time.Now().Add(time.Minute)
+	for c.StreamReconnects() < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the watch never tried to reopen its stream while the proxy was down")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	proxy.setDown(false)
 
 	exit := waitExit(t, exits, gone, 15*time.Second)

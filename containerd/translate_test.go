@@ -265,3 +265,58 @@ func TestBinaryLayer(t *testing.T) {
 		t.Error("binaryLayer accepted a missing host file")
 	}
 }
+
+func TestDockerConfigLogCap(t *testing.T) {
+	tests := []struct {
+		name string
+		log  LogConfig
+		want container.LogConfig
+	}{
+		{"zero means bounded json-file", LogConfig{},
+			container.LogConfig{Type: "json-file", Config: map[string]string{"max-size": "10m", "max-file": "2"}}},
+		{"local driver", LogConfig{Driver: LogDriverLocal, MaxSize: "1g", MaxFile: 5},
+			container.LogConfig{Type: "local", Config: map[string]string{"max-size": "1g", "max-file": "5"}}},
+		{"only size set", LogConfig{MaxSize: "512k"},
+			container.LogConfig{Type: "json-file", Config: map[string]string{"max-size": "512k", "max-file": "2"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, hc, _, err := dockerConfig(Spec{Image: "img", Log: tt.log})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(hc.LogConfig, tt.want) {
+				t.Errorf("LogConfig = %+v, want %+v", hc.LogConfig, tt.want)
+			}
+		})
+	}
+}
+
+func TestLogConfigInvalid(t *testing.T) {
+	for _, c := range []LogConfig{
+		{Driver: "none"}, // unbounded by omission: the point is a cap
+		{Driver: "syslog"},
+		{MaxSize: "lots"},
+		{MaxSize: "-1m"},
+		{MaxSize: "100"}, // bytes: would rotate on every line
+		{MaxFile: -1},
+	} {
+		if err := c.Validate(); err == nil {
+			t.Errorf("Validate(%+v) = nil, want an error", c)
+		}
+		if _, _, _, err := dockerConfig(Spec{Image: "img", Log: c}); err == nil {
+			t.Errorf("dockerConfig with Log %+v succeeded, want an error", c)
+		}
+	}
+}
+
+func TestLogConfigMaxBytes(t *testing.T) {
+	n, err := LogConfig{}.MaxBytes()
+	if err != nil || n != 2*10<<20 {
+		t.Errorf("default MaxBytes() = %d, %v; want %d", n, err, 2*10<<20)
+	}
+	n, err = LogConfig{MaxSize: "1k", MaxFile: 3}.MaxBytes()
+	if err != nil || n != 3<<10 {
+		t.Errorf("MaxBytes(1k x 3) = %d, %v; want %d", n, err, 3<<10)
+	}
+}

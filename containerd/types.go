@@ -75,6 +75,11 @@ type Spec struct {
 	CgroupnsMode string // "", "private" or "host"
 
 	CgroupParent string // from the isolation package; "" = Docker's default
+
+	// Log bounds Docker's own copy of the container's output; the zero
+	// value means the Client's Config.Log. Every container gets a rotated
+	// log: none is ever created with Docker's unbounded default.
+	Log LogConfig
 }
 
 // Info is what the executor needs to know of a container from one inspect.
@@ -92,6 +97,9 @@ type Info struct {
 	StartedAt  time.Time
 	FinishedAt time.Time
 	Labels     map[string]string
+	// LogPath is the daemon-side file of Docker's own log of the container
+	// (json-file driver; "" for others), for operators and tests.
+	LogPath string
 }
 
 // Exit is one container exit, confirmed by an inspect after the "die" event

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/mdx-executor/mdx/internal/testenv"
 )
 
 var _ io.WriteCloser = (*RotatingFile)(nil)
@@ -170,7 +172,7 @@ func currentUmask(t *testing.T) os.FileMode {
 	t.Helper()
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
-		t.Skipf("cannot read umask: %v", err)
+		testenv.SkipOrFail(t, "cannot read umask: %v", err)
 	}
 	for line := range strings.Lines(string(b)) {
 		if v, ok := strings.CutPrefix(line, "Umask:"); ok {
@@ -180,7 +182,7 @@ func currentUmask(t *testing.T) os.FileMode {
 			}
 		}
 	}
-	t.Skip("no Umask line in /proc/self/status")
+	testenv.SkipOrFail(t, "no Umask line in /proc/self/status")
 	return 0
 }
 

@@ -89,8 +89,12 @@ type CleanupState struct {
 	LastSweep          *time.Time     `json:"last_sweep,omitempty"`
 	SandboxesRemoved   uint64         `json:"sandboxes_removed"`
 	Orphans            []Orphan       `json:"orphans,omitempty"`
-	ImagesTracked      int            `json:"images_tracked"`
-	ImagesRemoved      uint64         `json:"images_removed"`
+	// LiveInstances are other running instances of this same executor
+	// (same framework and executor ids) on the Docker daemon; their
+	// containers are left alone.
+	LiveInstances []LiveInstance `json:"live_instances,omitempty"`
+	ImagesTracked int            `json:"images_tracked"`
+	ImagesRemoved uint64         `json:"images_removed"`
 }
 
 // StuckRemoval is a container whose removal keeps failing.
@@ -120,6 +124,14 @@ type Orphan struct {
 	ExecutorID  string `json:"executor_id"`
 	State       string `json:"state"`
 	Reason      string `json:"reason"`
+}
+
+// LiveInstance is another live executor instance with this executor's ids.
+type LiveInstance struct {
+	Instance   string `json:"instance"`
+	PID        string `json:"pid"`
+	Containers int    `json:"containers"`
+	Reason     string `json:"reason"`
 }
 
 // PendingUpdate is one status update the agent has not acknowledged yet.

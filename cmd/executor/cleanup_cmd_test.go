@@ -13,6 +13,7 @@ import (
 
 	"github.com/mdx-executor/mdx/containerd"
 	"github.com/mdx-executor/mdx/containerd/containerdtest"
+	"github.com/mdx-executor/mdx/internal/testenv"
 )
 
 func TestCleanupCmdFlags(t *testing.T) {
@@ -59,7 +60,7 @@ func TestCleanupCmdDocker(t *testing.T) {
 
 	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
 	if err != nil {
-		t.Skipf("no boot id: %v", err)
+		testenv.SkipOrFail(t, "no boot id: %v", err)
 	}
 	boot := strings.TrimSpace(string(b))
 	fw := "cleanup-cmd-test-" + containerdtest.RandHex(4)

@@ -44,6 +44,10 @@ type Config struct {
 	TaskLogMaxFiles  int
 	DockerTimeout    time.Duration
 	PullStallTimeout time.Duration
+	// DockerLog bounds Docker's own copy of every task's output (the
+	// sandbox files are the copy operators read; this one must not fill
+	// the disk).
+	DockerLog containerd.LogConfig
 
 	HealthEveryFailure bool
 	HealthMaxProbes    int
@@ -105,6 +109,9 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.IntVar(&c.TaskLogMaxFiles, "task-log-max-files", 5, "rotated task log files kept per stream")
 	fs.DurationVar(&c.DockerTimeout, "docker-timeout", 30*time.Second, "deadline of one short Docker API call")
 	fs.DurationVar(&c.PullStallTimeout, "pull-stall-timeout", containerd.DefaultPullStallTimeout, "an image pull that makes no progress for this long fails (negative: never)")
+	fs.StringVar(&c.DockerLog.Driver, "docker-log-driver", containerd.DefaultLogDriver, "Docker log driver of task containers: json-file or local (both rotate)")
+	fs.StringVar(&c.DockerLog.MaxSize, "docker-log-max-size", containerd.DefaultLogMaxSize, "size of one Docker log file of a task container before Docker rotates it (Docker notation: 10m, 512k)")
+	fs.IntVar(&c.DockerLog.MaxFile, "docker-log-max-file", containerd.DefaultLogMaxFile, "Docker log files kept per task container")
 	fs.BoolVar(&c.HealthEveryFailure, "health-every-failure", false, "send a TASK_RUNNING update for every failed health probe, as the built-in executors do (default: only changes of health)")
 	fs.IntVar(&c.HealthMaxProbes, "health-max-concurrent", 32, "health and check probes running at once across all tasks")
 	fs.DurationVar(&c.CleanupInterval, "cleanup-interval", 5*time.Minute, "interval of the sweep that re-queues lost removals, removes old task sandboxes and finds orphans")
@@ -180,6 +187,14 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	case "text", "json":
 	default:
 		return c, fmt.Errorf("--log-format %q: want text or json", c.LogFormat)
+	}
+	if c.DockerLog.MaxFile < 1 {
+		// 0 would mean "the default" to containerd; on the command line
+		// it is a mistake.
+		return c, fmt.Errorf("--docker-log-max-file %d: want at least 1", c.DockerLog.MaxFile)
+	}
+	if err := c.DockerLog.Validate(); err != nil {
+		return c, fmt.Errorf("--docker-log-*: %w", err)
 	}
 	ac, err := agent.ConfigFromEnv(getenv)
 	if err != nil {

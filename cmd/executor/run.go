@@ -86,7 +86,7 @@ func run(cfg Config) int {
 
 	reg := prometheus.NewRegistry()
 	m := newDockerMetrics(reg)
-	dc, err := containerd.New(root, containerd.Config{Host: cfg.DockerHost, CallTimeout: cfg.DockerTimeout, PullStallTimeout: cfg.PullStallTimeout, DockerConfigPath: pol.DockerConfig, Observe: m.observeDocker}, log.WithField("component", "docker"))
+	dc, err := containerd.New(root, containerd.Config{Host: cfg.DockerHost, CallTimeout: cfg.DockerTimeout, PullStallTimeout: cfg.PullStallTimeout, DockerConfigPath: pol.DockerConfig, Observe: m.observeDocker, Log: cfg.DockerLog}, log.WithField("component", "docker"))
 	if err != nil {
 		log.WithError(err).Error("cannot reach the Docker Engine; exiting so that the agent reports the executor's tasks")
 		return exitFailure
@@ -112,15 +112,18 @@ func run(cfg Config) int {
 
 	sup := health.NewSupervisor(health.Options{MaxConcurrent: cfg.HealthMaxProbes, EveryFailure: cfg.HealthEveryFailure}, dc, log.WithField("component", "health"))
 	instance := uuid.NewString()
-	// Containers of an earlier instance with the same ids belong to tasks
-	// the agent already reported lost when that instance died; they must
-	// not live on. Done before subscribing, so no new task can be confused
-	// with them.
+	// Containers of a dead earlier instance with the same ids belong to
+	// tasks the agent already reported lost when that instance died; they
+	// must not live on. A live instance's (two agents on one daemon) are
+	// running tasks and stay. Done before subscribing, so no new task can
+	// be confused with them.
 	sctx, cancelSweep := context.WithTimeout(root, 2*time.Minute)
-	if n, err := cleanup.RemovePreviousInstances(sctx, dc, cfg.Agent.FrameworkID, cfg.Agent.ExecutorID, instance, log.WithField("component", "cleanup")); err != nil {
+	previous, err := cleanup.RemovePreviousInstances(sctx, dc, cleanup.Liveness{Instance: instance},
+		cfg.Agent.FrameworkID, cfg.Agent.ExecutorID, log.WithField("component", "cleanup"))
+	if err != nil {
 		log.WithError(err).Error("could not remove every container of an earlier executor instance")
-	} else if n > 0 {
-		log.WithField("containers", n).Warn("removed containers left by an earlier instance of this executor")
+	} else if previous.Removed > 0 {
+		log.WithField("containers", previous.Removed).Warn("removed containers left by an earlier instance of this executor")
 	}
 	cancelSweep()
 	remover := cleanup.NewRemover(cleanup.RemoverConfig{
@@ -217,7 +220,7 @@ func run(cfg Config) int {
 
 	src := &stateSource{cfg: cfg, policy: pol, instance: instance, started: time.Now(), mgr: mgr, link: link, docker: dinfo,
 		dockerAPI: dc.APIVersion(), iso: iso, stats: collector, storage: storage, remover: remover, sweeper: sweeper, images: images,
-		reaper: rp, zombies: zombies, pulls: dc.Pulls}
+		reaper: rp, zombies: zombies, pulls: dc.Pulls, previous: previous}
 	var bg sync.WaitGroup
 	bgCtx, stopBG := context.WithCancel(root)
 	defer func() { stopBG(); bg.Wait() }()

@@ -34,6 +34,9 @@ type stateSource struct {
 	reaper    *reaper.Reaper
 	zombies   *reaper.ZombieWatch
 	pulls     func() []containerd.PullInfo
+	// previous is what the start-up removal of earlier instances found;
+	// /state shows its live instances until the first sweep reports.
+	previous cleanup.PreviousReport
 }
 
 func (s *stateSource) State() status.State {
@@ -112,6 +115,14 @@ func (s *stateSource) cleanupState() *status.CleanupState {
 	for _, o := range ss.Orphans {
 		c.Orphans = append(c.Orphans, status.Orphan{ContainerID: o.ContainerID, TaskID: o.TaskID,
 			FrameworkID: o.FrameworkID, ExecutorID: o.ExecutorID, State: o.State, Reason: o.Reason})
+	}
+	live := s.previous.Live
+	if ss.Sweeps > 0 {
+		live = ss.LiveInstances
+	}
+	for _, li := range live {
+		c.LiveInstances = append(c.LiveInstances, status.LiveInstance{Instance: li.Instance, PID: li.PID,
+			Containers: li.Containers, Reason: li.Why})
 	}
 	if s.images != nil {
 		is := s.images.Stats()

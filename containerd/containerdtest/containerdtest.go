@@ -7,9 +7,11 @@
 //
 //	func TestMain(m *testing.M) { containerdtest.Main(m) }
 //
-// Without a reachable daemon, Docker and TaskImage skip the calling test with
-// the reason, or fail it when CI=true: CI machines have a daemon, and a
-// silent skip there would hide a broken runner. This package is for tests
+// Under -short, Docker and TaskImage skip the calling test: every Docker test
+// goes through them, so `make test-unit` never touches the daemon. Without a
+// reachable daemon they skip the test with the reason, or fail it when
+// CI=true: CI machines have a daemon, and a silent skip there would hide a
+// broken runner (see internal/testenv). This package is for tests
 // only; it is not a stable interface.
 package containerdtest
 
@@ -32,6 +34,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/mdx-executor/mdx/containerd"
+	"github.com/mdx-executor/mdx/internal/testenv"
 )
 
 // Timeouts of the one-time setup.
@@ -116,16 +119,14 @@ func deleteImage(ref string) error {
 }
 
 // Docker returns the test binary's shared client, connected and pinged once.
-// Tests must not Close it. Without a reachable daemon it skips t, or fails t
-// when CI=true.
+// Tests must not Close it. Under -short it skips t; without a reachable
+// daemon it skips t, or fails t when CI=true.
 func Docker(t testing.TB) *containerd.Client {
 	t.Helper()
+	testenv.RequireDocker(t)
 	dockerOnce.Do(connect)
 	if unreachable != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("docker not reachable (CI=true, so this is a failure): %v", unreachable)
-		}
-		t.Skipf("docker not reachable: %v", unreachable)
+		testenv.SkipOrFail(t, "docker not reachable: %v", unreachable)
 	}
 	return client
 }
@@ -152,6 +153,7 @@ func connect() {
 // would then be left behind.
 func TaskImage(t testing.TB, c *containerd.Client) string {
 	t.Helper()
+	testenv.RequireDocker(t)
 	if !running.Load() {
 		t.Fatal("containerdtest.TaskImage needs the package's TestMain to call containerdtest.Main or Run, which removes the image")
 	}
@@ -238,7 +240,8 @@ func RandHex(n int) string {
 
 // RequireMemoryLimit skips t, with the reason, when the daemon cannot enforce
 // a container memory limit on this host: no cgroup v1 memory hierarchy and no
-// cgroup v2 memory controller, or a daemon that says it cannot.
+// cgroup v2 memory controller, or a daemon that says it cannot. With CI=true
+// it fails t instead: the OOM tests are the only proof of OOM reporting.
 func RequireMemoryLimit(t testing.TB, c *containerd.Client) {
 	t.Helper()
 	info, err := c.DaemonInfo(context.Background())
@@ -246,7 +249,7 @@ func RequireMemoryLimit(t testing.TB, c *containerd.Client) {
 		t.Fatal(err)
 	}
 	if reason := memoryLimitUnavailable(info); reason != "" {
-		t.Skipf("memory limits not enforceable on this host: %s", reason)
+		testenv.SkipOrFail(t, "memory limits not enforceable on this host: %s", reason)
 	}
 }
 

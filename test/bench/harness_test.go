@@ -22,6 +22,7 @@ import (
 	"github.com/mdx-executor/mdx/agent/localagent"
 	"github.com/mdx-executor/mdx/containerd"
 	"github.com/mdx-executor/mdx/containerd/containerdtest"
+	"github.com/mdx-executor/mdx/internal/testenv"
 	"github.com/mdx-executor/mdx/status"
 )
 
@@ -63,7 +64,7 @@ func getSetup(b *testing.B) setup {
 	// go test prints a benchmark's skip reason only with -v: probe the
 	// daemon here to say why on every run. With CI=true containerdtest
 	// fails instead.
-	if os.Getenv("CI") != "true" {
+	if !testenv.InCI() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		dc, err := containerd.New(ctx, containerd.Config{}, nil)
 		cancel()

@@ -134,6 +134,10 @@ type config struct {
 	// noSubscribeWait makes start return without waiting for the first
 	// SUBSCRIBED, for an executor that is not expected to get one.
 	noSubscribeWait bool
+	// sameIDsAs, when set, gives this harness the framework and executor
+	// ids of another one: a second executor instance with the same ids on
+	// the same Docker daemon, under an agent of its own.
+	sameIDsAs *harness
 }
 
 // harness is one test's agent, executor process and Docker view.
@@ -184,6 +188,9 @@ func start(t *testing.T, cfg config) *harness {
 	}
 	if h.sandbox == "" {
 		h.sandbox = t.TempDir()
+	}
+	if o := cfg.sameIDsAs; o != nil {
+		h.fw, h.ex = o.fw, o.ex
 	}
 	frameworksMu.Lock()
 	frameworks[h.fw] = t.Name()

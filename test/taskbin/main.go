@@ -24,6 +24,7 @@
 //	alloc MIB       allocate and touch MIB MiB, held until the process ends
 //	oomchild        run a child "oom" and wait for it (it is OOM-killed; this one lives on)
 //	forkbomb N      start up to N children running "sleep 1h"; print how many started and the error that stopped it
+//	flood N         write N bytes to stdout as fast as it can, in lines of 1 KiB
 //
 // Steps separated by "--" run in order: `echo hello -- exit 3`. SIGTERM
 // outside a stubborn step prints "got SIGTERM" and exits 0. Anything unknown
@@ -70,7 +71,7 @@ type step struct {
 // whether the command exists.
 func arity(name string) (int, bool) {
 	switch name {
-	case "sleep", "stubborn", "spin", "burn", "exit", "serve", "serve-local", "orphans", "alloc", "forkbomb":
+	case "sleep", "stubborn", "spin", "burn", "exit", "serve", "serve-local", "orphans", "alloc", "forkbomb", "flood":
 		return 1, true
 	case "env", "oom", "oomchild":
 		return 0, true
@@ -151,6 +152,10 @@ func (s step) validate() error {
 	case "orphans", "alloc", "forkbomb":
 		if n, err := strconv.Atoi(s.args[0]); err != nil || n < 0 {
 			return fmt.Errorf("%s: bad count %q", s.name, s.args[0])
+		}
+	case "flood":
+		if n, err := strconv.ParseInt(s.args[0], 10, 64); err != nil || n < 0 {
+			return fmt.Errorf("flood: bad byte count %q", s.args[0])
 		}
 	}
 	return nil
@@ -242,6 +247,12 @@ func (p *prog) run(steps []step) int {
 			n, _ := strconv.Atoi(s.args[0])
 			if err := p.orphans(n); err != nil {
 				fmt.Fprintf(p.stderr, "orphans: %v\n", err)
+				return 1
+			}
+		case "flood":
+			n, _ := strconv.ParseInt(s.args[0], 10, 64)
+			if err := flood(p.stdout, n); err != nil {
+				fmt.Fprintf(p.stderr, "flood: %v\n", err)
 				return 1
 			}
 		}
@@ -400,4 +411,25 @@ func burn(d time.Duration) {
 			}
 		}
 	}
+}
+
+// floodLine is one line of flood output: 1023 bytes and a newline. Docker's
+// log drivers store output line by line, so lines keep its per-line overhead
+// realistic.
+var floodLine = []byte(strings.Repeat("x", 1023) + "\n")
+
+// flood writes exactly n bytes to w in whole floodLines (the last one cut
+// short), so that a test can produce a known volume of output quickly.
+func flood(w io.Writer, n int64) error {
+	for n > 0 {
+		b := floodLine
+		if int64(len(b)) > n {
+			b = b[len(b)-int(n):]
+		}
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+		n -= int64(len(b))
+	}
+	return nil
 }

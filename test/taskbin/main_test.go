@@ -56,6 +56,7 @@ func TestParseArgs(t *testing.T) {
 		{name: "missing arg", argv: []string{"/task", "exit"}, wantErr: "want 1 argument"},
 		{name: "extra arg", argv: []string{"/task", "env", "x"}, wantErr: "want 0 argument"},
 		{name: "exit out of range", argv: []string{"/task", "exit", "300"}, wantErr: "bad status"},
+		{name: "bad flood count", argv: []string{"/task", "flood", "-1"}, wantErr: "bad byte count"},
 		{name: "bad port", argv: []string{"/task", "serve", "0"}, wantErr: "bad port"},
 		{name: "serve-local", argv: []string{"/task", "serve-local", "8080"}, want: []step{{name: "serve-local", args: []string{"8080"}}}},
 		{name: "serve-local bad port", argv: []string{"/task", "serve-local", "65536"}, wantErr: "bad port"},
@@ -95,6 +96,8 @@ func TestRun(t *testing.T) {
 		{argv: []string{"/task", "sleep", "1ms", "--", "spin", "1ms"}},
 		{argv: []string{"/task", "burn", "10ms", "--", "echo", "burnt"}, wantStdout: "burnt\n"},
 		{argv: []string{"/task", "alloc", "2", "--", "echo", "ok"}, wantStdout: "allocated 2 MiB\nok\n"},
+		{argv: []string{"/task", "flood", "5"}, wantStdout: "xxxx\n"},
+		{argv: []string{"/task", "flood", "0"}},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.argv, " "), func(t *testing.T) {
@@ -127,5 +130,23 @@ func TestEnvSorted(t *testing.T) {
 	a, z := strings.Index(out, "AAA_TASKBIN=2\n"), strings.Index(out, "ZZZ_TASKBIN=1\n")
 	if a < 0 || z < 0 || a > z {
 		t.Errorf("env output not sorted or incomplete:\n%s", out)
+	}
+}
+
+func TestFloodWritesExactly(t *testing.T) {
+	for _, n := range []int64{1, 1023, 1024, 1025, 10 << 10, 3*1024 + 17} {
+		var out bytes.Buffer
+		if err := flood(&out, n); err != nil {
+			t.Fatal(err)
+		}
+		if int64(out.Len()) != n {
+			t.Errorf("flood(%d) wrote %d bytes", n, out.Len())
+		}
+		if n >= 1024 && !bytes.HasPrefix(out.Bytes(), floodLine) {
+			t.Errorf("flood(%d) does not start with a whole line", n)
+		}
+		if !bytes.HasSuffix(out.Bytes(), []byte("\n")) {
+			t.Errorf("flood(%d) does not end with a newline", n)
+		}
 	}
 }
