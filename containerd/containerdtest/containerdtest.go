@@ -41,7 +41,7 @@ import (
 const (
 	connectTimeout = 20 * time.Second
 	buildTimeout   = 3 * time.Minute
-	cleanupTimeout = 30 * time.Second
+	cleanupTimeout = 3 * time.Minute // a loaded daemon takes long to delete an image; a leak shows as a conflict, not a timeout
 )
 
 // ImageRepository is the repository of every image TaskImage creates; each
