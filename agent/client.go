@@ -20,6 +20,8 @@ import (
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	"github.com/mesos/mesos-go/api/v1/lib/executor"
 	"github.com/sirupsen/logrus"
+
+	"github.com/mdx-executor/mdx/internal/backoff"
 )
 
 // Client is the executor's link to the agent. Create it with New, start it
@@ -534,7 +536,7 @@ func (c *Client) acknowledge(taskID string, id []byte) {
 // with the same uuid; the update also stays in the outbox for the next
 // SUBSCRIBE, so nothing depends on this loop winning.
 func (c *Client) sendLoop(ctx context.Context) {
-	backoff := 100 * time.Millisecond
+	bo := backoff.Exp{Base: 100 * time.Millisecond, Max: time.Second, Jitter: 0.5}
 	for {
 		p := c.nextToSend()
 		if p == nil {
@@ -550,7 +552,7 @@ func (c *Client) sendLoop(ctx context.Context) {
 			return
 		}
 		if err == nil {
-			backoff = 100 * time.Millisecond
+			bo.Reset()
 			continue
 		}
 		var perm *permanentError
@@ -559,8 +561,7 @@ func (c *Client) sendLoop(ctx context.Context) {
 			continue
 		}
 		c.log.WithError(err).WithField("task_id", p.taskID).Debug("status update not accepted yet; will retry")
-		delay := backoff/2 + rand.N(backoff/2+1)
-		backoff = min(backoff*2, time.Second)
+		delay := bo.Next()
 		select {
 		case <-ctx.Done():
 			return

@@ -15,6 +15,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/mdx-executor/mdx/containerd"
+	"github.com/mdx-executor/mdx/internal/backoff"
 )
 
 // RemoverAPI is the part of the Docker adapter the removal queue uses;
@@ -610,25 +611,11 @@ func (r *Remover) failed(e *removal, busy bool, info containerd.StorageInfo, err
 
 // backoff returns the wait after the n-th failed attempt (n >= 1).
 func (r *Remover) backoff(n int) time.Duration {
-	return backoffDelay(n, r.cfg.BackoffBase, r.cfg.BackoffMax, r.cfg.BackoffJitter, r.rand())
+	return backoff.Delay(n, r.cfg.BackoffBase, r.cfg.BackoffMax, r.cfg.BackoffJitter, r.rand())
 }
 
 func (r *Remover) jittered(d time.Duration) time.Duration {
 	return d - time.Duration(float64(d)*r.cfg.BackoffJitter*r.rand())
-}
-
-// backoffDelay is base doubled per failure after the first, capped at max,
-// less rnd*jitter of itself. The jitter only ever shortens the wait, so
-// max is a true cap.
-func backoffDelay(n int, base, max time.Duration, jitter, rnd float64) time.Duration {
-	d := base
-	for i := 1; i < n && d < max; i++ {
-		d *= 2
-	}
-	if d > max {
-		d = max
-	}
-	return d - time.Duration(float64(d)*jitter*rnd)
 }
 
 // Drain removes everything queued now, ignoring every entry's notBefore and

@@ -40,32 +40,6 @@ func newTestRemover(t *testing.T, cfg RemoverConfig) (*Remover, *fakeAPI, *fakeC
 	return r, api, fc
 }
 
-func TestBackoffDelay(t *testing.T) {
-	const base, max = time.Second, 8 * time.Second
-	tests := []struct {
-		name   string
-		n      int
-		jitter float64
-		rnd    float64
-		want   time.Duration
-	}{
-		{"first failure", 1, 0.2, 0, time.Second},
-		{"doubles", 3, 0.2, 0, 4 * time.Second},
-		{"capped", 4, 0.2, 0, 8 * time.Second},
-		{"stays capped", 30, 0.2, 0, 8 * time.Second},
-		{"jitter takes off up to its fraction", 3, 0.2, 1, 3200 * time.Millisecond},
-		{"half jitter", 1, 0.2, 0.5, 900 * time.Millisecond},
-		{"jitter never exceeds the cap", 100, 0.2, 0.999, 8*time.Second - time.Duration(float64(8*time.Second)*0.2*0.999)},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := backoffDelay(tt.n, base, max, tt.jitter, tt.rnd); got != tt.want {
-				t.Errorf("backoffDelay(%d, jitter %v, rnd %v) = %v; want %v", tt.n, tt.jitter, tt.rnd, got, tt.want)
-			}
-		})
-	}
-}
-
 // Busy six times, then removable: the attempts must be spaced 1, 2, 4, 8,
 // 8, 8 s apart (base 1 s, cap 8 s), each failure counted as a retry.
 func TestRemoverBackoffSequence(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"math/rand/v2"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -14,6 +13,8 @@ import (
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/sirupsen/logrus"
+
+	"github.com/mdx-executor/mdx/internal/backoff"
 )
 
 // Events stream tuning.
@@ -177,7 +178,9 @@ func watchExits(ctx context.Context, src eventsSource, reconnects *atomic.Uint64
 	w.filter.Add("event", string(events.ActionDie))
 	w.filter.Add("event", string(events.ActionOOM))
 
-	backoff := tune.backoffMin
+	// Jitter over the upper half of the backoff, so that many executors on
+	// one host do not reconnect in step after a daemon restart.
+	bo := backoff.Exp{Base: tune.backoffMin, Max: tune.backoffMax, Jitter: 0.5}
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			reconnects.Add(1)
@@ -188,18 +191,15 @@ func watchExits(ctx context.Context, src eventsSource, reconnects *atomic.Uint64
 			return nil
 		}
 		if tune.now().Sub(opened) >= tune.healthyAfter {
-			backoff = tune.backoffMin
+			bo.Reset()
 		}
-		// Jitter over the upper half of the backoff, so that many executors
-		// on one host do not reconnect in step after a daemon restart.
-		wait := backoff/2 + rand.N(backoff/2+1)
+		wait := bo.Next()
 		w.log.WithError(err).WithField("retry_in", wait.String()).Warn("docker events stream ended, reopening")
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tune.after(wait):
 		}
-		backoff = min(backoff*2, tune.backoffMax)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/mdx-executor/mdx/containerd"
+	"github.com/mdx-executor/mdx/internal/backoff"
 )
 
 // followLogs starts copying the container's output into the run's log
@@ -40,7 +41,7 @@ func (m *Manager) followLogs(t *task) {
 // sandbox files keep filling. A container that no longer exists ends it.
 func (m *Manager) copyLogs(ctx context.Context, cid string, exited <-chan struct{}, stdout, stderr io.Writer, log *logrus.Entry) {
 	var since time.Time
-	backoff := 100 * time.Millisecond
+	bo := backoff.Exp{Base: 100 * time.Millisecond, Max: 5 * time.Second, Jitter: 0.5}
 	for {
 		err := m.rt.Logs(ctx, cid, since, stdout, stderr)
 		ended := time.Now()
@@ -70,13 +71,13 @@ func (m *Manager) copyLogs(ctx context.Context, cid string, exited <-chan struct
 		case ctx.Err() != nil:
 			return
 		}
-		log.WithError(errors.Join(err, ierr)).WithField("retry_in", backoff).Warn("task log stream broke while the container runs; reopening")
+		wait := bo.Next()
+		log.WithError(errors.Join(err, ierr)).WithField("retry_in", wait).Warn("task log stream broke while the container runs; reopening")
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		}
-		backoff = min(backoff*2, 5*time.Second)
 		if since.IsZero() || ierr == nil {
 			since = ended
 		}
