@@ -10,7 +10,7 @@ STATIC    := CGO_ENABLED=0
 PKGS      := ./...
 
 .DEFAULT_GOAL := help
-.PHONY: help build test test-unit bench demo lint fmt check clean fuzz registry
+.PHONY: help build test test-unit bench demo lint fmt check clean fuzz registry cni-plugins
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -19,7 +19,7 @@ build: ## build bin/executor and the demo/test task binary bin/taskbin (static)
 	$(STATIC) $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/executor ./cmd/executor
 	$(STATIC) $(GO) build -trimpath -o $(BIN)/taskbin ./test/taskbin
 
-test: build $(BIN)/promtool $(BIN)/docker-registry ## every test, unit and end-to-end against the real Docker Engine, with -race
+test: build $(BIN)/promtool $(BIN)/docker-registry cni-plugins ## every test, unit and end-to-end against the real Docker Engine, with -race
 	PROMTOOL=$(CURDIR)/$(BIN)/promtool DOCKER_REGISTRY=$(CURDIR)/$(BIN)/docker-registry $(GO) test -race -count=1 -timeout 15m $(PKGS)
 
 # DOCKER_HOST points nowhere so that a Docker test missing its -short gate
@@ -28,7 +28,7 @@ test: build $(BIN)/promtool $(BIN)/docker-registry ## every test, unit and end-t
 test-unit: ## the fast unit tests only (-short skips every Docker test)
 	DOCKER_HOST=unix:///nonexistent/make-test-unit-uses-no-docker.sock $(GO) test -race -short -count=1 $(PKGS)
 
-bench: build ## benchmarks against the raw Docker API, printing ratios
+bench: build cni-plugins ## benchmarks against the raw Docker API, printing ratios
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/bench/
 	$(GO) test -run '^$$' -bench OrphanReap -benchtime 1x ./reaper/
 
@@ -80,6 +80,17 @@ LOCAL_REGISTRY_DIR  ?= $(BIN)/registry
 registry: $(BIN)/docker-registry ## run a local registry on 127.0.0.1:$(LOCAL_REGISTRY_PORT) (user mdx, password in $(LOCAL_REGISTRY_DIR)/password) until Ctrl-C
 	@mkdir -p $(LOCAL_REGISTRY_DIR)
 	$(GO) run ./test/registry -bin $(BIN)/docker-registry -dir $(LOCAL_REGISTRY_DIR) -addr 127.0.0.1:$(LOCAL_REGISTRY_PORT)
+
+# The CNI reference plugins (bridge, host-local, vlan, macvlan, firewall, ...)
+# land in /usr/lib/cni, the policy's default cni-bin-dir; the cni, hooks and
+# gate tests run them for real, and look at links with iproute2's ip.
+CNI_PLUGINS := /usr/lib/cni/bridge
+CNI_DEBS    := containernetworking-plugins iproute2
+cni-plugins: ## install Debian's containernetworking-plugins (and iproute2) if missing
+	@{ test -x $(CNI_PLUGINS) && command -v ip >/dev/null; } || { \
+	  (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(CNI_DEBS) >/dev/null 2>&1 || \
+	   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(CNI_DEBS))) && \
+	  test -x $(CNI_PLUGINS); }
 
 clean: ## remove build output
 	rm -rf $(BIN)

@@ -250,3 +250,36 @@ func writeTarFile(tw *tar.Writer, name string, mode int64, mtime time.Time, data
 	}
 	return nil
 }
+
+// ImageConfig is the part of an image's configuration that decides how its
+// container's first process runs. The start gate needs it to compute the
+// argv Docker would have run, since the gate replaces ENTRYPOINT and CMD.
+type ImageConfig struct {
+	Entrypoint []string
+	Cmd        []string
+	Env        []string
+	WorkingDir string
+	User       string
+}
+
+// ImageConfig returns the run configuration of a local image. An image that
+// is not present fails with an error for which IsNotFound is true.
+func (c *Client) ImageConfig(ctx context.Context, ref string) (ImageConfig, error) {
+	ctx, cancel := c.call(ctx)
+	defer cancel()
+	resp, err := c.api.ImageInspect(ctx, ref)
+	if err != nil {
+		return ImageConfig{}, fmt.Errorf("inspect image %s: %w", ref, err)
+	}
+	cfg := resp.Config
+	if cfg == nil {
+		return ImageConfig{}, nil
+	}
+	return ImageConfig{
+		Entrypoint: slices.Clone(cfg.Entrypoint),
+		Cmd:        slices.Clone(cfg.Cmd),
+		Env:        slices.Clone(cfg.Env),
+		WorkingDir: cfg.WorkingDir,
+		User:       cfg.User,
+	}, nil
+}

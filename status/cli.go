@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -258,11 +259,21 @@ func printState(out io.Writer, st State, now time.Time) error {
 		return err
 	}
 	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "TASK ID\tSTATE\tHEALTHY\tCONTAINER\tIP\tEXIT\tAGE/DURATION")
+	// The NETWORKS column appears only when some task has CNI networks.
+	withNets := slices.ContainsFunc(st.Tasks, func(t Task) bool { return len(t.Networks) > 0 })
+	header := "TASK ID\tSTATE\tHEALTHY\tCONTAINER\tIP\tEXIT\tAGE/DURATION"
+	if withNets {
+		header += "\tNETWORKS"
+	}
+	fmt.Fprintln(tw, header)
 	for _, t := range st.Tasks {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s",
 			orDash(t.TaskID), orDash(shortState(t.State)), healthy(t.Healthy),
 			orDash(shortID(t.ContainerID)), orDash(t.IP), exitCode(t.ExitCode), ageOrDuration(t, now))
+		if withNets {
+			fmt.Fprintf(tw, "\t%s", orDash(networks(t.Networks)))
+		}
+		fmt.Fprintln(tw)
 	}
 	return tw.Flush()
 }
@@ -276,6 +287,12 @@ func printTask(out io.Writer, t Task, now time.Time) error {
 	kv("Container", t.ContainerID)
 	kv("Image", t.Image)
 	kv("IP", t.IP)
+	if len(t.Networks) > 0 {
+		kv("Networks", networks(t.Networks))
+	}
+	if t.Launch != "" {
+		kv("Launch step", t.Launch)
+	}
 	kv("Exit code", exitCode(t.ExitCode))
 	kv("Reason", t.Reason)
 	kv("Message", t.Message)
@@ -420,4 +437,18 @@ func humanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// networks renders CNI attachments as "name=ip,ip name2=ip", cleaned of
+// control characters.
+func networks(nets []TaskNetwork) string {
+	parts := make([]string, 0, len(nets))
+	for _, n := range nets {
+		ips := strings.Join(n.IPs, ",")
+		if ips == "" {
+			ips = "-"
+		}
+		parts = append(parts, clean(n.Name)+"="+clean(ips))
+	}
+	return strings.Join(parts, " ")
 }

@@ -173,9 +173,21 @@ type Task struct {
 	FinishedAt *time.Time `json:"finished_at,omitempty"`
 	// Stats is the task's container's cgroup counters, while it runs.
 	Stats *TaskStats `json:"stats,omitempty"`
+	// Networks are the task's CNI attachments (network.cni labels).
+	Networks []TaskNetwork `json:"networks,omitempty"`
+	// Launch is the step a gated task is at before its command runs:
+	// "cni NAME", "hook NAME" or "release"; empty once released.
+	Launch string `json:"launch,omitempty"`
 	// History is the task's state transitions, oldest first. Only
 	// GET /tasks/{id} includes it.
 	History []HistoryEntry `json:"history,omitempty"`
+}
+
+// TaskNetwork is one CNI attachment of a task.
+type TaskNetwork struct {
+	Name   string   `json:"name"`
+	IfName string   `json:"ifname"`
+	IPs    []string `json:"ips,omitempty"`
 }
 
 // HistoryEntry is one state transition of a task.

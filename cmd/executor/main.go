@@ -21,6 +21,7 @@ import (
 	"syscall"
 
 	"github.com/mdx-executor/mdx/agent"
+	"github.com/mdx-executor/mdx/gate"
 	"github.com/mdx-executor/mdx/status"
 )
 
@@ -28,6 +29,12 @@ import (
 var version = "dev"
 
 func main() {
+	// Inside a gated container this binary is the entrypoint, mounted at
+	// gate.BinaryPath: it must do nothing but wait and exec the task's argv
+	// (no flags, no environment parsing, the argv passed on untouched).
+	if os.Args[0] == gate.BinaryPath {
+		os.Exit(gate.Main(os.Args[1:]))
+	}
 	os.Exit(realMain(os.Args[1:]))
 }
 
@@ -54,6 +61,9 @@ func realMain(args []string) int {
 				return 1
 			}
 			return 0
+		case "__gate":
+			// Hidden: the start gate by name, for running it by hand.
+			return gate.Main(args[1:])
 		case "version", "--version":
 			fmt.Println(version)
 			return 0

@@ -25,6 +25,9 @@
 //	oomchild        run a child "oom" and wait for it (it is OOM-killed; this one lives on)
 //	forkbomb N      start up to N children running "sleep 1h"; print how many started and the error that stopped it
 //	flood N         write N bytes to stdout as fast as it can, in lines of 1 KiB
+//	addrs           print each interface with its addresses: "eth0 10.99.1.2/24"
+//	get URL         HTTP GET URL (5s timeout) and print the body; exit 1 on failure or a non-2xx status
+//	cat PATH        print the file at PATH
 //
 // Steps separated by "--" run in order: `echo hello -- exit 3`. SIGTERM
 // outside a stubborn step prints "got SIGTERM" and exits 0. Anything unknown
@@ -35,6 +38,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -71,9 +75,9 @@ type step struct {
 // whether the command exists.
 func arity(name string) (int, bool) {
 	switch name {
-	case "sleep", "stubborn", "spin", "burn", "exit", "serve", "serve-local", "orphans", "alloc", "forkbomb", "flood":
+	case "sleep", "stubborn", "spin", "burn", "exit", "serve", "serve-local", "orphans", "alloc", "forkbomb", "flood", "get", "cat":
 		return 1, true
-	case "env", "oom", "oomchild":
+	case "env", "oom", "oomchild", "addrs":
 		return 0, true
 	case "echo", "stderr":
 		return -1, true
@@ -243,6 +247,11 @@ func (p *prog) run(steps []step) int {
 		case "forkbomb":
 			n, _ := strconv.Atoi(s.args[0])
 			p.forkbomb(n)
+		case "addrs", "get", "cat":
+			if err := p.netfile(s); err != nil {
+				fmt.Fprintf(p.stderr, "%s: %v\n", s.name, err)
+				return 1
+			}
 		case "orphans":
 			n, _ := strconv.Atoi(s.args[0])
 			if err := p.orphans(n); err != nil {
@@ -430,6 +439,49 @@ func flood(w io.Writer, n int64) error {
 			return err
 		}
 		n -= int64(len(b))
+	}
+	return nil
+}
+
+// netfile runs the steps that look at the container from inside: its
+// interfaces, a peer over HTTP, a file.
+func (p *prog) netfile(s step) error {
+	switch s.name {
+	case "addrs":
+		ifs, err := net.Interfaces()
+		if err != nil {
+			return err
+		}
+		for _, ifc := range ifs {
+			addrs, err := ifc.Addrs()
+			if err != nil {
+				return err
+			}
+			for _, a := range addrs {
+				fmt.Fprintf(p.stdout, "%s %s\n", ifc.Name, a)
+			}
+		}
+	case "get":
+		c := &http.Client{Timeout: 5 * time.Second}
+		resp, err := c.Get(s.args[0])
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(p.stdout, string(body))
+		if resp.StatusCode/100 != 2 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+	case "cat":
+		b, err := os.ReadFile(s.args[0])
+		if err != nil {
+			return err
+		}
+		_, _ = p.stdout.Write(b)
 	}
 	return nil
 }
