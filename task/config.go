@@ -12,6 +12,7 @@ import (
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 
+	"github.com/mdx-executor/mdx/cni"
 	"github.com/mdx-executor/mdx/containerd"
 	"github.com/mdx-executor/mdx/health"
 	"github.com/mdx-executor/mdx/policy"
@@ -61,6 +62,9 @@ type launchConfig struct {
 	health        *health.Spec
 	check         *health.CheckSpec
 	memLimit      int64
+	networks      []string          // network.cni, in order
+	cniArgs       map[string]string // network.cni.args.*
+	cniPorts      []cni.PortMapping // port mappings of a CNI-only task
 }
 
 func invalid(format string, args ...any) error {
@@ -218,6 +222,16 @@ func parseTask(info *mesos.TaskInfo, p Policy, hostSandbox string) (launchConfig
 		}
 		s.Env = append(s.Env, name+"="+labels[k])
 	}
+	nets, cniArgs, err := parseCNI(info, p)
+	if err != nil {
+		return lc, err
+	}
+	lc.networks, lc.cniArgs = nets, cniArgs
+	if _, set := labels[labelNetwork]; len(lc.networks) > 0 && !set {
+		// A CNI task has only CNI's interfaces unless docker.network
+		// asks for a Docker network as well.
+		network = "none"
+	}
 	s.Network = network
 
 	if s.Image == "" {
@@ -229,7 +243,7 @@ func parseTask(info *mesos.TaskInfo, p Policy, hostSandbox string) (launchConfig
 	if err != nil {
 		return lc, err
 	}
-	if len(ports) > 0 && network != "bridge" && isBuiltinNetwork(network) {
+	if len(ports) > 0 && network != "bridge" && isBuiltinNetwork(network) && len(lc.networks) == 0 {
 		return lc, invalid("port_mappings need a bridge or user-defined network, not %s", network)
 	}
 	for _, pm := range ports {
@@ -242,6 +256,11 @@ func parseTask(info *mesos.TaskInfo, p Policy, hostSandbox string) (launchConfig
 		}
 		if proto != "tcp" && proto != "udp" {
 			return lc, invalid("port mapping protocol %q: want tcp or udp", pm.GetProtocol())
+		}
+		if len(lc.networks) > 0 && network == "none" {
+			// CNI's portMappings capability maps them.
+			lc.cniPorts = append(lc.cniPorts, cni.PortMapping{HostPort: int(pm.HostPort), ContainerPort: int(pm.ContainerPort), Protocol: proto})
+			continue
 		}
 		s.Ports = append(s.Ports, containerd.PortBinding{ContainerPort: pm.ContainerPort, HostPort: pm.HostPort, Protocol: proto})
 	}
@@ -302,7 +321,8 @@ func checkLabelKeys(labels map[string]string) error {
 		case strings.HasPrefix(k, labelEnvPrefix):
 		case strings.HasPrefix(k, health.LabelPrefix):
 			// health.Parse names unknown health keys.
-		case strings.HasPrefix(k, "docker."), strings.HasPrefix(k, "kill."):
+		case k == labelCNI, strings.HasPrefix(k, labelCNIArgs):
+		case strings.HasPrefix(k, "docker."), strings.HasPrefix(k, "kill."), strings.HasPrefix(k, "network."):
 			return invalid("unknown label %s", k)
 		}
 	}

@@ -138,6 +138,8 @@ func (m *Manager) terminate(t *task, state mesos.TaskState, reason mesos.TaskSta
 	}
 	m.closeFiles(t.files)
 	t.files = nil
+	// CNI DEL and the poststop hooks, after the exit is reported.
+	m.closeGate(t)
 	if t.containerID != "" {
 		// Exit first, remove later: the terminal update is queued
 		// above, and the container (its logs, its exit state) stays for
@@ -171,11 +173,8 @@ func (m *Manager) setState(t *task, s mesos.TaskState, reason mesos.TaskStatus_R
 		t.reason = reason.String()
 		st.Limitation = LimitationFor(reason, t.cfg.memLimit)
 	}
-	if t.ip != "" {
-		ip := t.ip
-		st.ContainerStatus = &mesos.ContainerStatus{NetworkInfos: []mesos.NetworkInfo{{
-			IPAddresses: []mesos.NetworkInfo_IPAddress{{IPAddress: &ip}},
-		}}}
+	if nis := t.networkInfos(); len(nis) > 0 {
+		st.ContainerStatus = &mesos.ContainerStatus{NetworkInfos: nis}
 	}
 	if uuid := m.pub.Update(st); len(uuid) > 0 {
 		if t.unacked == nil {

@@ -11,7 +11,9 @@ import (
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 
+	"github.com/mdx-executor/mdx/cni"
 	"github.com/mdx-executor/mdx/containerd"
+	"github.com/mdx-executor/mdx/gate"
 	"github.com/mdx-executor/mdx/policy"
 	"github.com/mdx-executor/mdx/sandbox"
 )
@@ -80,7 +82,9 @@ func (m *Manager) launch(ctx context.Context, info *mesos.TaskInfo) {
 
 	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	t.cancelLaunch = cancel
-	job := launchJob{id: id, gen: t.gen, spec: t.cfg.spec, volumes: relativeVolumes(t.cfg.spec.Mounts, hostDir), needIP: needsIP(t.cfg.spec.Network)}
+	job := launchJob{id: id, gen: t.gen, spec: t.cfg.spec, volumes: relativeVolumes(t.cfg.spec.Mounts, hostDir),
+		needIP: needsIP(t.cfg.spec.Network), networks: cfg.networks, cniArgs: cfg.cniArgs, cniPorts: cfg.cniPorts,
+		labels: taskLabels(info)}
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
@@ -139,11 +143,15 @@ func needsIP(network string) bool { return network != "host" && network != "none
 
 // launchJob is what a launch goroutine works from: copies, never the task.
 type launchJob struct {
-	id      string
-	gen     uint64
-	spec    containerd.Spec
-	volumes []string
-	needIP  bool
+	id       string
+	gen      uint64
+	spec     containerd.Spec
+	volumes  []string
+	needIP   bool
+	networks []string
+	cniArgs  map[string]string
+	cniPorts []cni.PortMapping
+	labels   map[string]string
 }
 
 // runLaunch prepares the run's files, pulls, creates and starts one
@@ -152,9 +160,13 @@ type launchJob struct {
 // can report its exit.
 func (m *Manager) runLaunch(ctx context.Context, j launchJob) {
 	var files *sandbox.TaskFiles
+	var gt *gate.Gate
 	fail := func(cid string, err error) {
 		if files != nil {
 			_ = files.Close()
+		}
+		if gt != nil {
+			_ = gt.Cleanup()
 		}
 		m.post(launchMsg{taskID: j.id, gen: j.gen, containerID: cid, stage: stageFailed, err: err})
 	}
@@ -169,6 +181,10 @@ func (m *Manager) runLaunch(ctx context.Context, j launchJob) {
 	img, err := m.rt.EnsureImageFor(ctx, j.id, j.spec.Image, j.spec.ForcePull)
 	if err != nil {
 		fail("", fmt.Errorf("image %s: %w", j.spec.Image, err))
+		return
+	}
+	if gt, err = m.prepareGate(ctx, &j); err != nil {
+		fail("", err)
 		return
 	}
 	// Create and Start are never abandoned half-way: a cancelled request
@@ -203,7 +219,17 @@ func (m *Manager) runLaunch(ctx context.Context, j launchJob) {
 		fail(cid, err)
 		return
 	}
-	m.post(launchMsg{taskID: j.id, gen: j.gen, containerID: cid, stage: stageStarted, info: info, files: files, note: img.Message()})
+	var gd *gated
+	if gt != nil {
+		// The container runs the gate: CNI ADD and the operator's hooks
+		// now, the task's own command only after the release. A KILL
+		// cancels ctx.
+		if gd, err = m.openGate(ctx, j, gt, cid, info, files); err != nil {
+			fail(cid, err)
+			return
+		}
+	}
+	m.post(launchMsg{taskID: j.id, gen: j.gen, containerID: cid, stage: stageStarted, info: info, files: files, note: img.Message(), gated: gd})
 }
 
 // facts inspects a started container until Docker reports its pid (and, on
@@ -260,6 +286,9 @@ func (m *Manager) onLaunchStep(msg launchMsg) {
 		// A step of a run that has left the table: make sure what it
 		// made does not live on.
 		m.closeFiles(msg.files)
+		if msg.gated != nil {
+			m.closeGate(&task{gated: msg.gated, log: m.log.WithField("task_id", msg.taskID)})
+		}
 		if msg.containerID != "" && m.cfg.Remover != nil {
 			m.cfg.Remover.Enqueue(msg.containerID, msg.taskID, time.Now())
 		}
@@ -296,10 +325,12 @@ func (m *Manager) onLaunchStep(msg launchMsg) {
 		}
 	case stageStarted:
 		t.cancelLaunch = nil
+		t.gated = msg.gated
 		if t.phase == phaseTerminal {
 			// Terminal already (the shutdown deadline passed): make
 			// sure the container does not live on.
 			m.closeFiles(msg.files)
+			m.closeGate(t)
 			m.queueRemoval(t, 0)
 			return
 		}
@@ -309,8 +340,18 @@ func (m *Manager) onLaunchStep(msg launchMsg) {
 			return
 		}
 		t.startedAt = time.Now()
+		t.launchStep = ""
 		if len(msg.info.IPs) > 0 {
-			t.ip = msg.info.IPs[0]
+			t.dockerIP = msg.info.IPs[0]
+			t.ip = t.dockerIP
+		}
+		if t.ip == "" && t.gated != nil {
+			for _, r := range t.gated.results {
+				if a := r.Addrs(); len(a) > 0 {
+					t.ip = a[0]
+					break
+				}
+			}
 		}
 		t.stopSignal = msg.info.StopSignal
 		t.pid = msg.info.Pid
@@ -330,6 +371,14 @@ func (m *Manager) onLaunchStep(msg launchMsg) {
 			t.pendingExit = nil
 			m.onExit(*e, false)
 		}
+	}
+}
+
+// onStep records a gated launch's current step, for /state.
+func (m *Manager) onStep(msg stepMsg) {
+	if t := m.tasks[msg.taskID]; t != nil && t.gen == msg.gen && t.phase == phaseLaunching {
+		t.launchStep = msg.step
+		m.touch(t)
 	}
 }
 

@@ -55,6 +55,9 @@ type Config struct {
 	// acknowledged stays in the live table; the agent link keeps
 	// resending them regardless. Default 10m.
 	AckWait time.Duration
+	// Gating runs gated launches (CNI networks, the operator's hooks); nil
+	// runs none.
+	Gating *Gating
 	// Stats is the cgroup stats reader, whose last sample of a container
 	// helps decide an OOM kill; nil when cgroup stats cannot be read.
 	Stats CgroupStats
@@ -260,6 +263,8 @@ func (m *Manager) handle(ctx context.Context, msg any) (bool, error) {
 		m.onExit(msg.exit, false)
 	case drainedMsg:
 		m.onExit(msg.exit, true)
+	case stepMsg:
+		m.onStep(msg)
 	case vanishedMsg:
 		m.onVanished(msg)
 	case reconcileDone:

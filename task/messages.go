@@ -22,6 +22,13 @@ type (
 		files       *sandbox.TaskFiles // stageStarted: the run's log files, now the loop's
 		err         error              // stageFailed
 		note        string             // stageStarted: said in TASK_RUNNING's message (a pull fallback)
+		gated       *gated             // stageStarted: a gated run's gate and CNI results
+	}
+	// stepMsg: a gated launch began a step.
+	stepMsg struct {
+		taskID string
+		gen    uint64
+		step   string
 	}
 	exitMsg    struct{ exit containerd.Exit }
 	drainedMsg struct{ exit containerd.Exit }

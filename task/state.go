@@ -58,6 +58,8 @@ type View struct {
 	StartedAt   *time.Time
 	FinishedAt  *time.Time
 	History     []HistoryEntry
+	Networks    []NetworkView // CNI attachments
+	Launch      string        // a gated launch's current step; "" once released
 }
 
 // maxHistory bounds each task's status history kept for /tasks/{id}.

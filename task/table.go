@@ -96,7 +96,10 @@ type task struct {
 	msg    string
 
 	containerID string
-	ip          string
+	ip          string // the first address: Docker's, else the first CNI one
+	dockerIP    string
+	gated       *gated // a gated run's gate and CNI results, until Stop
+	launchStep  string // a gated run's current step ("cni NAME", "hook NAME", "release")
 	pid         int
 	stopSignal  string
 	healthy     *bool

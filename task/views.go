@@ -54,6 +54,12 @@ func (m *Manager) view(t *task) View {
 	if t.started() {
 		v.Pid = t.pid
 	}
+	v.Launch = t.launchStep
+	if t.gated != nil {
+		for _, r := range t.gated.results {
+			v.Networks = append(v.Networks, NetworkView{Name: r.Network, IfName: r.IfName, IPs: r.Addrs()})
+		}
+	}
 	if !t.startedAt.IsZero() {
 		s := t.startedAt
 		v.StartedAt = &s

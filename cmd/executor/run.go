@@ -110,6 +110,8 @@ func run(cfg Config) int {
 		log.WithField("storage_driver", dinfo.Driver).Warn(w)
 	}
 
+	gating := startGating(root, cfg, pol, rp, dc, log.WithField("component", "prestart"))
+
 	sup := health.NewSupervisor(health.Options{MaxConcurrent: cfg.HealthMaxProbes, EveryFailure: cfg.HealthEveryFailure}, dc, log.WithField("component", "health"))
 	instance := uuid.NewString()
 	// Containers of a dead earlier instance with the same ids belong to
@@ -141,7 +143,8 @@ func run(cfg Config) int {
 		cgStats = stats // a nil *Reader must stay a nil interface
 	}
 	mgr := task.New(task.Config{
-		Stats: cgStats,
+		Stats:  cgStats,
+		Gating: gating,
 		Policy: task.Policy{
 			Operator:         pol,
 			DefaultKillGrace: cfg.DefaultKillGrace,

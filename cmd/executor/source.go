@@ -136,7 +136,10 @@ func taskView(v task.View) status.Task {
 	t := status.Task{
 		TaskID: v.TaskID, State: v.State, ContainerID: v.ContainerID, Healthy: v.Healthy,
 		Image: v.Image, IP: v.IP, ExitCode: v.ExitCode, Reason: v.Reason, Message: v.Message,
-		StartedAt: v.StartedAt, FinishedAt: v.FinishedAt,
+		StartedAt: v.StartedAt, FinishedAt: v.FinishedAt, Launch: v.Launch,
+	}
+	for _, n := range v.Networks {
+		t.Networks = append(t.Networks, status.TaskNetwork{Name: n.Name, IfName: n.IfName, IPs: n.IPs})
 	}
 	return t
 }
