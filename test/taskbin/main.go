@@ -17,6 +17,7 @@
 //	oom             allocate and touch memory in 16 MiB chunks until killed
 //	serve PORT      HTTP on :PORT: 200 "ok", or NNN for /status/NNN
 //	orphans N       start N children running "sleep 1s" and do not wait for them
+//	hostile-*       attacks on the executor's files; see hostile.go
 //
 // Steps separated by "--" run in order: `echo hello -- exit 3`. SIGTERM
 // outside a stubborn step prints "got SIGTERM" and exits 0. Anything unknown
@@ -62,6 +63,9 @@ type step struct {
 // arity returns the number of arguments a command takes (-1: any) and
 // whether the command exists.
 func arity(name string) (int, bool) {
+	if n, ok := hostileArity(name); ok {
+		return n, true
+	}
 	switch name {
 	case "sleep", "stubborn", "spin", "exit", "serve", "orphans":
 		return 1, true
@@ -127,6 +131,9 @@ func (s step) validate() error {
 	}
 	if n >= 0 && len(s.args) != n {
 		return fmt.Errorf("%s: want %d argument(s), got %d", s.name, n, len(s.args))
+	}
+	if strings.HasPrefix(s.name, "hostile-") {
+		return validateHostile(s)
 	}
 	switch s.name {
 	case "sleep", "stubborn", "spin":
@@ -221,6 +228,8 @@ func (p *prog) run(steps []step) int {
 				fmt.Fprintf(p.stderr, "orphans: %v\n", err)
 				return 1
 			}
+		default: // hostile-*, which never return unless writing fails
+			return p.runHostile(s)
 		}
 	}
 	return 0
