@@ -6,9 +6,9 @@ package main
 // with named pipes, and print enough to force log rotations. They never exit
 // on their own; SIGTERM ends them as it ends every other command.
 //
-//	hostile-symlink TARGET...       replace names with symlinks to the TARGETs (host paths), printing ~8 KiB a round
+//	hostile-symlink TARGET...       replace names with symlinks to the TARGETs (host paths), printing 4 KiB to each stream 4 times a second
 //	hostile-fifo                    replace names with FIFOs, some held open for reading, printing a line a round
-//	hostile-flood BYTES TARGET...   print BYTES as fast as it can, replacing names between chunks, then act as hostile-symlink
+//	hostile-flood BYTES TARGET...   print BYTES as fast as it can in 16 KiB lines, replacing names between lines, then act as hostile-symlink
 
 import (
 	"errors"
@@ -125,7 +125,8 @@ func (p *prog) runHostile(s step) int {
 }
 
 // symlinkRounds replaces the names with symlinks and prints 4 KiB to each of
-// stdout and stderr, round after round.
+// stdout and stderr, four rounds a second: enough to rotate small log files
+// often, little enough for a shared Docker daemon's log driver.
 func (p *prog) symlinkRounds(targets []string) {
 	line := strings.Repeat("s", 1023) + "\n"
 	for round := 1; ; round++ {
@@ -137,7 +138,7 @@ func (p *prog) symlinkRounds(targets []string) {
 			_, _ = io.WriteString(p.stdout, line)
 			_, _ = io.WriteString(p.stderr, line)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(250 * time.Millisecond)
 	}
 }
 
@@ -170,10 +171,11 @@ func (p *prog) fifoRounds() {
 }
 
 // flood prints n bytes to stdout (and an eighth as much to stderr) as fast
-// as it can, in 64 KiB writes, replacing the names with symlinks or FIFOs
-// between writes.
+// as it can, in 16 KiB lines (Docker's largest log message, so the daemon's
+// log driver handles few messages), replacing the names with symlinks or
+// FIFOs between writes.
 func (p *prog) flood(n int64, targets []string) {
-	chunk := []byte(strings.Repeat(strings.Repeat("f", 1023)+"\n", 64))
+	chunk := []byte(strings.Repeat("f", 16<<10-1) + "\n")
 	for written, i := int64(0), 0; written < n; i++ {
 		if i%16 == 0 {
 			if i%32 == 0 {
