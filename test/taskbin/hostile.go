@@ -8,6 +8,8 @@ package main
 //
 //	hostile-symlink TARGET...       replace names with symlinks to the TARGETs (host paths), printing 4 KiB to each stream 4 times a second
 //	hostile-fifo                    replace names with FIFOs, some held open for reading, printing a line a round
+//	hostile-policy PATH             write a policy file allowing everything at PATH in the container, print where
+//	                                its root filesystem lies on the host (from mountinfo), then sleep
 //	hostile-flood BYTES TARGET...   print BYTES as fast as it can in 16 KiB lines, replacing names between lines, then act as hostile-symlink
 
 import (
@@ -27,6 +29,8 @@ func hostileArity(name string) (int, bool) {
 	switch name {
 	case "hostile-fifo":
 		return 0, true
+	case "hostile-policy":
+		return 1, true
 	case "hostile-symlink", "hostile-flood":
 		return -1, true
 	}
@@ -47,6 +51,9 @@ func validateHostile(s step) error {
 	}
 	if s.name == "hostile-fifo" {
 		return nil
+	}
+	if s.name == "hostile-policy" && !filepath.IsAbs(s.args[0]) {
+		return fmt.Errorf("hostile-policy: %q is not an absolute path", s.args[0])
 	}
 	if len(targets) == 0 {
 		return fmt.Errorf("%s: want at least one TARGET", s.name)
@@ -116,6 +123,13 @@ func (p *prog) runHostile(s step) int {
 		p.symlinkRounds(s.args)
 	case "hostile-fifo":
 		p.fifoRounds()
+	case "hostile-policy":
+		if err := p.plantPolicy(s.args[0]); err != nil {
+			fmt.Fprintf(p.stderr, "hostile-policy: %v\n", err)
+			return 1
+		}
+		time.Sleep(time.Hour)
+		return 0
 	case "hostile-flood":
 		n, _ := strconv.ParseInt(s.args[0], 10, 64)
 		p.flood(n, s.args[1:])
@@ -194,4 +208,34 @@ func (p *prog) flood(n int64, targets []string) {
 		}
 	}
 	fmt.Fprintf(p.stdout, "hostile flood done: %d bytes\n", n)
+}
+
+// permissivePolicy is an operator policy file that allows everything.
+const permissivePolicy = `{"allow-privileged": true, "allow-host-mounts": true, "allow-host-namespaces": true,
+ "allow-container-namespaces": true, "allowed-networks": ["*"]}
+`
+
+// plantPolicy writes permissivePolicy at path in the container's own root
+// filesystem. The container runs as root, so on the host the file is owned by
+// root, mode 0644, in root-owned directories of Docker's storage: exactly
+// what the executor's trust rules ask of an operator's policy file. It prints
+// the host path of its root filesystem's upper layer where mountinfo shows it
+// (overlay2 does), which is how a task tells its framework where the file is.
+func (p *prog) plantPolicy(path string) error {
+	if err := os.WriteFile(path, []byte(permissivePolicy), 0o644); err != nil {
+		return err
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(p.stdout, "wrote %s\n", path)
+	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if i := strings.Index(line, "upperdir="); i >= 0 {
+				upper, _, _ := strings.Cut(line[i+len("upperdir="):], ",")
+				fmt.Fprintf(p.stdout, "host path %s\n", filepath.Join(upper, path))
+			}
+		}
+	}
+	return nil
 }
