@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -96,6 +97,9 @@ func (v *victim) check(t *testing.T) {
 		_ = os.Remove(hostProbe)
 	}
 }
+
+// planted matches a hostile task's report of a round that replaced names.
+var planted = regexp.MustCompile(`hostile round \d+: [1-9]\d* (symlinks|fifos)`)
 
 func headBytes(b []byte, n int) []byte { return b[:min(n, len(b))] }
 
@@ -236,6 +240,12 @@ func TestHostileSymlinks(t *testing.T) {
 	h.waitAll(others, mesos.TASK_RUNNING)
 	h.waitRotated(hostile)
 
+	// The attack must have happened for the checks below to mean anything.
+	for _, id := range hostile {
+		if !planted.MatchString(h.allOutput(id)) {
+			t.Errorf("task %s never reports a round with symlinks planted: %q", id, headBytes([]byte(h.taskFile(id, "stdout")), 200))
+		}
+	}
 	all := append(hostile, others...)
 	h.wantRunning(all)
 	h.wantTaskDirSafe(all)
@@ -259,6 +269,11 @@ func TestHostileFIFOs(t *testing.T) {
 	h.waitAll(fifo, mesos.TASK_RUNNING)
 	for _, id := range fifo {
 		h.waitOutput(id, "hostile round 3:")
+	}
+	for _, id := range fifo {
+		if !planted.MatchString(h.taskFile(id, "stdout")) {
+			t.Errorf("task %s never reports a round with FIFOs planted: %q", id, headBytes([]byte(h.taskFile(id, "stdout")), 200))
+		}
 	}
 	after := hostileIDs("after-fifo", 6)
 	h.launchAll(after, args("sleep", "1h"))

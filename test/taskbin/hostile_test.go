@@ -11,6 +11,7 @@ func TestParseHostile(t *testing.T) {
 		{"/task", "hostile-symlink", "/a", "/b"},
 		{"/task", "hostile-fifo"},
 		{"/task", "hostile-flood", "1048576", "/etc/x"},
+		{"/task", "hostile-policy", "/p.json"},
 	}
 	for _, argv := range ok {
 		if _, err := parseArgs(argv); err != nil {
@@ -18,11 +19,12 @@ func TestParseHostile(t *testing.T) {
 		}
 	}
 	bad := map[string][]string{
-		"want at least one TARGET": {"/task", "hostile-symlink"},
-		"not an absolute path":     {"/task", "hostile-symlink", "rel"},
-		"want 0 argument":          {"/task", "hostile-fifo", "x"},
-		"bad byte count":           {"/task", "hostile-flood", "-1", "/x"},
-		"want BYTES TARGET":        {"/task", "hostile-flood"},
+		"want at least one TARGET":   {"/task", "hostile-symlink"},
+		"not an absolute path":       {"/task", "hostile-symlink", "rel"},
+		"want 0 argument":            {"/task", "hostile-fifo", "x"},
+		"bad byte count":             {"/task", "hostile-flood", "-1", "/x"},
+		"want BYTES TARGET":          {"/task", "hostile-flood"},
+		"hostile-policy: \"p.json\"": {"/task", "hostile-policy", "p.json"},
 	}
 	for want, argv := range bad {
 		_, err := parseArgs(argv)
