@@ -20,7 +20,7 @@ build: ## build bin/executor and the demo/test task binary bin/taskbin (static)
 	$(STATIC) $(GO) build -trimpath -o $(BIN)/taskbin ./test/taskbin
 
 test: build $(BIN)/promtool ## every test, unit and end-to-end against the real Docker Engine, with -race
-	PROMTOOL=$(CURDIR)/$(BIN)/promtool $(GO) test -race -count=1 -timeout 15m $(PKGS)
+	PROMTOOL=$(CURDIR)/$(BIN)/promtool $(GO) test -race -count=1 -timeout 25m $(PKGS)
 
 test-unit: ## the fast unit tests only (-short skips the Docker end-to-end tests)
 	$(GO) test -race -short -count=1 $(PKGS)
