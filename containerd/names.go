@@ -3,6 +3,7 @@ package containerd
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"strconv"
 	"strings"
 )
 
@@ -42,6 +43,17 @@ func ContainerName(frameworkID, executorID, taskID string) string {
 	}
 	b.WriteString(hex.EncodeToString(sum[:])[:10])
 	return b.String()
+}
+
+// RunContainerName returns the Docker name of one run of a task's container:
+// ContainerName followed by '-' and the run number. A framework may launch a
+// finished task's id again, and the earlier run's container is kept for
+// --remove-delay (longer when its removal is stuck): without the run number
+// the new run's create fails with a name conflict. The name stays
+// deterministic within a run, so a retried create still conflicts instead of
+// making a second container.
+func RunContainerName(frameworkID, executorID, taskID string, run uint64) string {
+	return ContainerName(frameworkID, executorID, taskID) + "-" + strconv.FormatUint(run, 10)
 }
 
 // validNameChar reports whether Docker accepts c after the first character of

@@ -70,3 +70,24 @@ func TestContainerNameDistinct(t *testing.T) {
 		})
 	}
 }
+
+// TestRunContainerName: two runs of one task id get distinct, valid names,
+// and one run always gets the same name (a retried create must conflict).
+func TestRunContainerName(t *testing.T) {
+	first := containerd.RunContainerName("fw", "ex", "web.1", 1)
+	second := containerd.RunContainerName("fw", "ex", "web.1", 2)
+	if want := "mdx-web.1-" + hash10("fw", "ex", "web.1") + "-1"; first != want {
+		t.Errorf("RunContainerName(run 1) = %q, want %q", first, want)
+	}
+	if first == second {
+		t.Errorf("two runs of one task id share the name %q", first)
+	}
+	if again := containerd.RunContainerName("fw", "ex", "web.1", 1); again != first {
+		t.Errorf("RunContainerName is not deterministic: %q then %q", first, again)
+	}
+	for _, n := range []string{first, second} {
+		if !dockerName.MatchString(n) {
+			t.Errorf("%q is not a valid Docker name", n)
+		}
+	}
+}

@@ -102,6 +102,18 @@ func (p *Policy) apply(d fileDoc) error {
 	)
 }
 
+// ContainerStorage lists where container engines keep what containers write:
+// root filesystem layers, volumes, runtime state. A container runs as root,
+// so a file it writes there is owned by root, in root-owned directories, and
+// passes every ownership rule; and a task can read its host path from its own
+// /proc/self/mountinfo. Since a framework chooses --policy-file (it writes
+// the executor's command line and environment), a policy file under any of
+// these is refused. A daemon with a non-default data root is not covered.
+var ContainerStorage = []string{
+	"/var/lib/docker", "/var/lib/containerd", "/var/lib/containers",
+	"/run/docker", "/run/containerd", "/run/containers", "/var/run/docker",
+}
+
 // readFile opens the policy file only if root alone could have written it
 // and decodes it strictly.
 func readFile(path string, sandboxes []string) (fileDoc, error) {
@@ -122,6 +134,14 @@ func readFile(path string, sandboxes []string) (fileDoc, error) {
 		}
 		if real == sb || strings.HasPrefix(real, strings.TrimSuffix(sb, "/")+"/") {
 			return d, fmt.Errorf("policy file %s is inside the Mesos sandbox %s, which a framework controls", real, sb)
+		}
+	}
+	for _, dir := range ContainerStorage {
+		if rd, err := filepath.EvalSymlinks(dir); err == nil {
+			dir = rd
+		}
+		if Inside(real, dir) {
+			return d, fmt.Errorf("policy file %s is inside %s, where containers write (as root) and tasks can plant files", real, dir)
 		}
 	}
 	if err := TrustedPath(real); err != nil {

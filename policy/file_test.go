@@ -96,6 +96,15 @@ func TestLoadRefusesUntrustedFiles(t *testing.T) {
 			}
 			return link, []string{filepath.Dir(p)}
 		}, "inside the Mesos sandbox"},
+		{"inside container storage", func(t *testing.T) (string, []string) {
+			// A container's upper layer, as TestHostilePolicyFilePlantedByTask
+			// plants it for real.
+			p := writePolicy(t, allowAll, 0o644)
+			old := ContainerStorage
+			ContainerStorage = []string{filepath.Dir(filepath.Dir(p))}
+			t.Cleanup(func() { ContainerStorage = old })
+			return p, nil
+		}, "where containers write"},
 		{"fifo", func(t *testing.T) (string, []string) {
 			p := filepath.Join(t.TempDir(), "fifo.json")
 			if err := syscall.Mkfifo(p, 0o644); err != nil {

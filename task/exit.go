@@ -124,6 +124,9 @@ func (m *Manager) terminate(t *task, state mesos.TaskState, reason mesos.TaskSta
 		t.healthy = &f
 	}
 	m.setState(t, state, reason, msg)
+	if t.phase == phaseExiting {
+		m.lingerLogs(t)
+	}
 	t.phase = phaseTerminal // every phase may end
 	t.finishedAt = time.Now()
 	m.stopChecks(t)
@@ -148,6 +151,32 @@ func (m *Manager) terminate(t *task, state mesos.TaskState, reason mesos.TaskSta
 		m.queueRemoval(t, m.cfg.RemoveDelay)
 	}
 	m.armIdle()
+}
+
+// logLinger bounds how long a log follower may go on after its task's
+// terminal update, for output a busy daemon delivers late.
+const logLinger = 30 * time.Second
+
+// lingerLogs lets the log follower of a task whose container has exited end
+// on its own (when Docker closes the stream), bounded by logLinger and by the
+// manager's end, instead of cancelling it with the task's other goroutines:
+// the drain wait before the terminal update is bounded (2 s), and a daemon
+// that takes longer to deliver the last output would otherwise lose it from
+// the sandbox for good.
+func (m *Manager) lingerLogs(t *task) {
+	cancel, done := t.cancelLogs, t.logsDone
+	if cancel == nil || done == nil {
+		return
+	}
+	t.cancelLogs = nil
+	go func() {
+		defer cancel()
+		select {
+		case <-done:
+		case <-m.done:
+		case <-time.After(logLinger):
+		}
+	}()
 }
 
 // setState builds and publishes one status update, enforcing the Mesos state

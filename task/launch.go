@@ -98,7 +98,9 @@ func (m *Manager) launch(ctx context.Context, info *mesos.TaskInfo) {
 func (m *Manager) decorate(t *task, hostDir string) {
 	s := &t.cfg.spec
 	p := m.cfg.Policy
-	s.Name = containerd.ContainerName(p.FrameworkID, p.ExecutorID, t.id)
+	// The run number keeps a relaunched task id's container apart from
+	// the earlier run's, which waits for its delayed removal.
+	s.Name = containerd.RunContainerName(p.FrameworkID, p.ExecutorID, t.id, t.gen)
 	s.Labels = map[string]string{
 		containerd.LabelFramework:   p.FrameworkID,
 		containerd.LabelExecutor:    p.ExecutorID,

@@ -28,6 +28,7 @@
 //	addrs           print each interface with its addresses: "eth0 10.99.1.2/24"
 //	get URL         HTTP GET URL (5s timeout) and print the body; exit 1 on failure or a non-2xx status
 //	cat PATH        print the file at PATH
+//	hostile-*       attacks on the executor's files; see hostile.go
 //
 // Steps separated by "--" run in order: `echo hello -- exit 3`. SIGTERM
 // outside a stubborn step prints "got SIGTERM" and exits 0. Anything unknown
@@ -74,6 +75,9 @@ type step struct {
 // arity returns the number of arguments a command takes (-1: any) and
 // whether the command exists.
 func arity(name string) (int, bool) {
+	if n, ok := hostileArity(name); ok {
+		return n, true
+	}
 	switch name {
 	case "sleep", "stubborn", "spin", "burn", "exit", "serve", "serve-local", "orphans", "alloc", "forkbomb", "flood", "get", "cat":
 		return 1, true
@@ -139,6 +143,9 @@ func (s step) validate() error {
 	}
 	if n >= 0 && len(s.args) != n {
 		return fmt.Errorf("%s: want %d argument(s), got %d", s.name, n, len(s.args))
+	}
+	if strings.HasPrefix(s.name, "hostile-") {
+		return validateHostile(s)
 	}
 	switch s.name {
 	case "sleep", "stubborn", "spin", "burn":
@@ -264,6 +271,8 @@ func (p *prog) run(steps []step) int {
 				fmt.Fprintf(p.stderr, "flood: %v\n", err)
 				return 1
 			}
+		default: // hostile-*, which never return unless writing fails
+			return p.runHostile(s)
 		}
 	}
 	return 0
