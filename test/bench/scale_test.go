@@ -34,7 +34,8 @@ const loopMetric = "mesos_executor_task_loop_latency_seconds"
 // by -scale) through one executor, MDX_BENCH_INFLIGHT (default 50) at a time
 // so that Docker, not the executor, is the bottleneck: each task runs the
 // test program's `exit 0` with network none, and its container is removed a
-// second after its exit. At 1/20, 1/2 and all of the tasks (1k, 10k and 20k
+// second after its exit; the executor keeps min(1000, tasks/20) finished
+// records. At 1/20, 1/2 and all of the tasks (1k, 10k and 20k
 // by default) it lets the tasks in flight finish and reads the executor's
 // RSS, times GET /state, and takes the loop latency (the
 // mesos_executor_task_loop_latency_seconds histogram, sampled by every exit)
@@ -49,7 +50,13 @@ func BenchmarkScale(b *testing.B) {
 	n := count(envInt(b, "MDX_BENCH_TASKS", scaleTasksDefault))
 	inFlight := envInt(b, "MDX_BENCH_INFLIGHT", scaleInFlightDefault)
 	window := max(1, n/20)
-	e := startExecutor(b, s, "scale", map[string]string{"EXECUTOR_REMOVE_DELAY": "1s"})
+	// The finished-task records fill up by the first checkpoint (1,000, the
+	// executor's default, at 20,000 tasks), so that every checkpoint after
+	// it sees the table at its bound and a rising curve means a leak.
+	e := startExecutor(b, s, "scale", map[string]string{
+		"EXECUTOR_REMOVE_DELAY":        "1s",
+		"EXECUTOR_FINISHED_TASKS_KEPT": strconv.Itoa(min(1000, window)),
+	})
 	time.Sleep(settle)
 
 	type point struct {
