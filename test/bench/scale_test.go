@@ -56,25 +56,20 @@ func BenchmarkScale(b *testing.B) {
 	e := startExecutor(b, s, "scale", map[string]string{
 		"EXECUTOR_REMOVE_DELAY":        "1s",
 		"EXECUTOR_FINISHED_TASKS_KEPT": strconv.Itoa(min(1000, window)),
+		// A daemon this busy (and the machine's other users) can take
+		// more than the default 30 s over one inspect; a task failed for
+		// that would end the run without measuring the executor.
+		"EXECUTOR_DOCKER_TIMEOUT": "2m",
+		"EXECUTOR_FACTS_TIMEOUT":  "2m",
 	})
 	time.Sleep(settle)
 
-	type point struct {
-		tasks        int
-		rss          resources
-		stateP50     time.Duration
-		stateP99     time.Duration
-		stateTasks   int
-		loopP50      time.Duration
-		loopP99      time.Duration
-		loopMean     time.Duration
-		loopSamples  uint64
-		elapsed      time.Duration
-		loadAvgAtEnd string
-	}
-	var points []point
+	var points []scalePoint
 	start := time.Now()
 	done := 0
+	// Printed on the way out too when a later part fails, so that a long
+	// run's checkpoints are not lost.
+	defer func() { printScale(points, n, inFlight, time.Since(start)) }()
 	for _, cp := range []int{window, n / 2, n} {
 		if cp <= done {
 			continue
@@ -96,7 +91,7 @@ func BenchmarkScale(b *testing.B) {
 			b.Fatal(err)
 		}
 		done = cp
-		p := point{tasks: cp, elapsed: time.Since(start)}
+		p := scalePoint{tasks: cp, elapsed: time.Since(start)}
 		w := after.minus(before)
 		p.loopSamples = w.count
 		p.loopP50, p.loopP99 = w.quantile(0.5), w.quantile(0.99)
@@ -117,8 +112,39 @@ func BenchmarkScale(b *testing.B) {
 		b.Logf("%d tasks done after %v", cp, p.elapsed.Round(time.Second))
 	}
 
-	fmt.Printf("\nBenchmarkScale: %d tasks (exit 0, network none), %d in flight, through one executor in %v (%.1f tasks/s); load average %s at the end (%d CPUs)\n\n",
-		n, inFlight, time.Since(start).Round(time.Second), float64(n)/time.Since(start).Seconds(), loadavg(), runtime.NumCPU())
+	if len(points) < 2 {
+		return
+	}
+	first, last := points[0], points[len(points)-1]
+	b.ReportMetric(float64(last.rss.rssKB), "rss_end_KB")
+	b.ReportMetric(float64(last.rss.rssKB)/float64(first.rss.rssKB), "rss_ratio")
+	b.ReportMetric(ms(last.stateP99), "state_p99_end_ms")
+	b.ReportMetric(ms(last.loopP99), "loop_p99_end_ms")
+}
+
+// scalePoint is what BenchmarkScale measured at one checkpoint.
+type scalePoint struct {
+	tasks        int
+	rss          resources
+	stateP50     time.Duration
+	stateP99     time.Duration
+	stateTasks   int
+	loopP50      time.Duration
+	loopP99      time.Duration
+	loopMean     time.Duration
+	loopSamples  uint64
+	elapsed      time.Duration
+	loadAvgAtEnd string
+}
+
+// printScale prints BenchmarkScale's table and whether each curve is flat.
+func printScale(points []scalePoint, n, inFlight int, elapsed time.Duration) {
+	done := 0
+	if len(points) > 0 {
+		done = points[len(points)-1].tasks
+	}
+	fmt.Printf("\nBenchmarkScale: %d of %d tasks (exit 0, network none), %d in flight, through one executor in %v (%.1f tasks/s); load average %s at the end (%d CPUs)\n\n",
+		done, n, inFlight, elapsed.Round(time.Second), float64(done)/elapsed.Seconds(), loadavg(), runtime.NumCPU())
 	fmt.Println("| tasks done | executor RSS | Go heap | goroutines | GET /state p50 / p99 (tasks listed) | loop latency p50 / p99 / mean (samples) | elapsed | load |")
 	fmt.Println("|---|---|---|---|---|---|---|---|")
 	for _, p := range points {
@@ -133,7 +159,7 @@ func BenchmarkScale(b *testing.B) {
 	}
 	first := points[0]
 	fmt.Println()
-	flat := func(name string, v func(point) float64) {
+	flat := func(name string, v func(scalePoint) float64) {
 		base := v(first)
 		var parts []string
 		ok := true
@@ -151,15 +177,10 @@ func BenchmarkScale(b *testing.B) {
 		}
 		fmt.Printf("%-22s %s within %.0f%% of %d tasks (%s)\n", name+":", word, (scaleFlat-1)*100, first.tasks, strings.Join(parts, ", "))
 	}
-	flat("RSS", func(p point) float64 { return float64(p.rss.rssKB) })
-	flat("GET /state p99", func(p point) float64 { return float64(p.stateP99) })
-	flat("loop latency p99", func(p point) float64 { return float64(p.loopP99) })
+	flat("RSS", func(p scalePoint) float64 { return float64(p.rss.rssKB) })
+	flat("GET /state p99", func(p scalePoint) float64 { return float64(p.stateP99) })
+	flat("loop latency p99", func(p scalePoint) float64 { return float64(p.loopP99) })
 	fmt.Println()
-	last := points[len(points)-1]
-	b.ReportMetric(float64(last.rss.rssKB), "rss_end_KB")
-	b.ReportMetric(float64(last.rss.rssKB)/float64(first.rss.rssKB), "rss_ratio")
-	b.ReportMetric(ms(last.stateP99), "state_p99_end_ms")
-	b.ReportMetric(ms(last.loopP99), "loop_p99_end_ms")
 }
 
 // runShort runs the short tasks numbered [from, to), keeping inFlight of
