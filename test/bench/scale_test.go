@@ -56,11 +56,6 @@ func BenchmarkScale(b *testing.B) {
 	e := startExecutor(b, s, "scale", map[string]string{
 		"EXECUTOR_REMOVE_DELAY":        "1s",
 		"EXECUTOR_FINISHED_TASKS_KEPT": strconv.Itoa(min(1000, window)),
-		// A daemon this busy (and the machine's other users) can take
-		// more than the default 30 s over one inspect; a task failed for
-		// that would end the run without measuring the executor.
-		"EXECUTOR_DOCKER_TIMEOUT": "2m",
-		"EXECUTOR_FACTS_TIMEOUT":  "2m",
 	})
 	time.Sleep(settle)
 
