@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -83,6 +84,10 @@ type Client struct {
 	stream *client.Client
 	// conns counts the open connections of both clients.
 	conns *ConnCounter
+	// logSocket is the daemon's Unix socket when it listens on one: log
+	// streams then go over connections of their own (openLogStream).
+	logSocket string
+	observe   CallObserver
 
 	pulls      *pullCoordinator
 	reconnects atomic.Uint64
@@ -171,6 +176,10 @@ func New(ctx context.Context, cfg Config, log *logrus.Entry) (*Client, error) {
 		stream:       stream,
 		conns:        conns,
 		logConfig:    cfg.Log.withDefaults(),
+		observe:      cfg.Observe,
+	}
+	if path, ok := strings.CutPrefix(host, "unix://"); ok {
+		c.logSocket = path
 	}
 	c.pulls = newPullCoordinator(c.pull, cfg.PullTimeout, cfg.PullStallTimeout)
 

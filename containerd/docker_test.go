@@ -97,6 +97,9 @@ func TestCreateStartInspectKill(t *testing.T) {
 	if exit.ExitCode != 0 || exit.OOMKilled || exit.TaskID != "web.1" || exit.FinishedAt.IsZero() {
 		t.Errorf("exit = %+v, want code 0 (sleep handles SIGTERM), task web.1, not OOM", exit)
 	}
+	if exit.Sent.Before(exit.FinishedAt) {
+		t.Errorf("exit.Sent = %v, want the time the watcher handed it over (after FinishedAt %v)", exit.Sent, exit.FinishedAt)
+	}
 	if err := waitLogs(); err != nil {
 		t.Errorf("Logs: %v", err)
 	}

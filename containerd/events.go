@@ -380,6 +380,7 @@ func (w *exitWatch) forget() {
 }
 
 func (w *exitWatch) send(ctx context.Context, exit Exit) error {
+	exit.Sent = time.Now()
 	select {
 	case w.out <- exit:
 		return nil

@@ -29,7 +29,13 @@ func (c *Client) Logs(ctx context.Context, id string, since time.Time, stdout, s
 	if !since.IsZero() {
 		opts.Since = fmt.Sprintf("%d.%09d", since.Unix(), since.Nanosecond())
 	}
-	rc, err := c.stream.ContainerLogs(ctx, id, opts)
+	var rc io.ReadCloser
+	var err error
+	if c.logSocket != "" {
+		rc, err = c.openLogStream(ctx, id, opts)
+	} else {
+		rc, err = c.stream.ContainerLogs(ctx, id, opts)
+	}
 	if err != nil {
 		return fmt.Errorf("logs of container %s: %w", id, err)
 	}

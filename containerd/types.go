@@ -112,6 +112,9 @@ type Exit struct {
 	OOMKilled   bool
 	FinishedAt  time.Time
 	Error       string
+	// Sent is when the exit watcher handed the exit over (zero for an exit
+	// made elsewhere); the task loop's latency is measured from it.
+	Sent time.Time
 }
 
 // Summary is one container from a labelled list.

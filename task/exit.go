@@ -12,16 +12,26 @@ import (
 	"github.com/mdx-executor/mdx/containerd"
 )
 
-// onExit handles a container's exit: first report (drained false) closes
-// the log follower's wait and waits, off the loop, for the stream to drain;
-// the second (drained true) sends the terminal update.
+// onExit handles a container's exit. The terminal update goes out as soon
+// as the exit is known (drained false is the report from the exit watcher);
+// drained true is the same exit coming back after oomGrace.
+//
+// The update does not wait for the task's log stream to end: Docker ends
+// that stream only after its cleanup (network teardown, unmounts), about
+// 20 ms after the die event here and far more on a busy host, and everything
+// the container wrote is already in Docker's log by its exit. The follower
+// finishes the sandbox copy from there on its own (see terminate).
 func (m *Manager) onExit(e containerd.Exit, drained bool) {
+	if !drained {
+		m.observeExitLatency(e)
+		e.Sent = time.Time{} // a replayed pendingExit is not a second sample
+	}
 	t := m.byContainer[e.ContainerID]
 	if t == nil || t.phase == phaseTerminal {
 		return // not ours, or a repeated report
 	}
 	m.touch(t)
-	if e.OOMKilled && t.oom == oomUnknown {
+	if e.OOMKilled {
 		t.oom = oomReported
 	}
 	if !t.started() {
@@ -29,33 +39,22 @@ func (m *Manager) onExit(e containerd.Exit, drained bool) {
 		return
 	}
 	if !drained {
-		if t.phase == phaseExiting {
-			return // a repeated report; an OOM flag on it is kept above
-		}
-		if err := t.enter(phaseExiting); err != nil {
-			t.log.WithError(err).Error("exit out of order")
-			return
-		}
-		if t.exitSeen != nil {
-			close(t.exitSeen) // the log follower need not inspect
-		}
-		// Report the exit after the log stream has drained (bounded), so
-		// that a framework reading the sandbox on FINISHED sees all output.
-		done := t.logsDone
-		m.wg.Add(1)
-		go func() {
-			defer m.wg.Done()
-			if done != nil {
-				select {
-				case <-done:
-				case <-time.After(2 * time.Second):
-				case <-m.done:
-					return
-				}
+		switch {
+		case t.phase != phaseExiting:
+			if err := t.enter(phaseExiting); err != nil {
+				t.log.WithError(err).Error("exit out of order")
+				return
 			}
-			m.post(drainedMsg{e})
-		}()
-		return
+			if t.exitSeen != nil {
+				close(t.exitSeen) // the log follower need not inspect
+			}
+		case !e.OOMKilled:
+			return // a repeated report while the exit waits for oomGrace
+		default:
+			// The late OOM report a SIGKILL exit is waiting for: no need
+			// to wait out oomGrace; the timer's message finds the task
+			// terminal.
+		}
 	}
 	e.OOMKilled = e.OOMKilled || t.oom == oomReported
 	if e.ExitCode == 137 && !e.OOMKilled && !t.killing() && t.oom == oomUnknown {
@@ -124,8 +123,15 @@ func (m *Manager) terminate(t *task, state mesos.TaskState, reason mesos.TaskSta
 		t.healthy = &f
 	}
 	m.setState(t, state, reason, msg)
-	if t.phase == phaseExiting {
-		m.lingerLogs(t)
+	// An exited container's output is all in Docker's log: let the
+	// follower finish copying it into the sandbox (its stream ends by
+	// itself) instead of cutting the copy short, for at most logDrainMax.
+	// A task that ends any other way (vanished, failed launch) stops its
+	// follower now.
+	lingering := t.phase == phaseExiting && t.cancelLogs != nil
+	cancelLogs := t.cancelLogs
+	if lingering {
+		t.cancelLogs = nil
 	}
 	t.phase = phaseTerminal // every phase may end
 	t.finishedAt = time.Now()
@@ -136,6 +142,11 @@ func (m *Manager) terminate(t *task, state mesos.TaskState, reason mesos.TaskSta
 		m.countFailure(mesos.REASON_COMMAND_EXECUTOR_FAILED)
 	}
 	t.release()
+	if lingering {
+		// Kept, so that a shutdown (stopAllTimers) still cuts it short.
+		t.cancelLogs = cancelLogs
+		time.AfterFunc(logDrainMax, cancelLogs)
+	}
 	if m.cfg.Stats != nil && t.containerID != "" {
 		m.cfg.Stats.Forget(t.containerID)
 	}
@@ -151,32 +162,6 @@ func (m *Manager) terminate(t *task, state mesos.TaskState, reason mesos.TaskSta
 		m.queueRemoval(t, m.cfg.RemoveDelay)
 	}
 	m.armIdle()
-}
-
-// logLinger bounds how long a log follower may go on after its task's
-// terminal update, for output a busy daemon delivers late.
-const logLinger = 30 * time.Second
-
-// lingerLogs lets the log follower of a task whose container has exited end
-// on its own (when Docker closes the stream), bounded by logLinger and by the
-// manager's end, instead of cancelling it with the task's other goroutines:
-// the drain wait before the terminal update is bounded (2 s), and a daemon
-// that takes longer to deliver the last output would otherwise lose it from
-// the sandbox for good.
-func (m *Manager) lingerLogs(t *task) {
-	cancel, done := t.cancelLogs, t.logsDone
-	if cancel == nil || done == nil {
-		return
-	}
-	t.cancelLogs = nil
-	go func() {
-		defer cancel()
-		select {
-		case <-done:
-		case <-m.done:
-		case <-time.After(logLinger):
-		}
-	}()
 }
 
 // setState builds and publishes one status update, enforcing the Mesos state

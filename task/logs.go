@@ -12,6 +12,12 @@ import (
 	"github.com/mdx-executor/mdx/internal/backoff"
 )
 
+// logDrainMax bounds how long a follower may go on copying after its task's
+// exit has been reported (terminate): the rest of an exited container's
+// output is already in Docker's log and its stream ends by itself, so this
+// only cuts off a stream that hangs.
+const logDrainMax = 10 * time.Second
+
 // followLogs starts copying the container's output into the run's log
 // files, which the launch opened before the container existed. The follower
 // owns the files from here and closes them when it ends.

@@ -5,10 +5,14 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	"github.com/sirupsen/logrus"
 
 	"github.com/mdx-executor/mdx/containerd"
@@ -104,4 +108,55 @@ func (c *countingInspect) Logs(context.Context, string, time.Time, io.Writer, io
 func (c *countingInspect) Inspect(context.Context, string) (containerd.Info, error) {
 	c.inspects++
 	return containerd.Info{}, nil
+}
+
+// TestExitReportedBeforeTheLogStreamEnds: the terminal update goes out on
+// the exit report even while Docker still holds the log stream open, and the
+// follower is not cut short by it: what the container wrote before its exit
+// still reaches the sandbox once the stream ends.
+func TestExitReportedBeforeTheLogStreamEnds(t *testing.T) {
+	h := newHarness(t, Config{})
+	cid := h.running(managerTask("t1"))
+
+	// The exit is reported while the stream is still open (Docker ends it
+	// only after its cleanup).
+	h.m.HandleExit(containerd.Exit{ContainerID: cid, ExitCode: 0})
+	st := h.waitTerminal("t1")
+	if st.GetState() != mesos.TASK_FINISHED {
+		t.Fatalf("terminal update %s; want TASK_FINISHED", st.GetState())
+	}
+	stdout := filepath.Join(h.cfg.SandboxRoot, "tasks", "t1", "stdout")
+	if b, _ := os.ReadFile(stdout); strings.Contains(string(b), "last words") {
+		t.Fatalf("stdout = %q before the stream ended; the fake is broken", b)
+	}
+
+	// Now the stream delivers the rest and ends: the follower, still
+	// running after the update, copies it.
+	h.rt.markExited(cid)
+	waitFor(t, "the last words in the sandbox after the update", func() bool {
+		b, err := os.ReadFile(stdout)
+		return err == nil && strings.Contains(string(b), "last words of "+cid)
+	})
+}
+
+// TestLingeringFollowerIsCutAfterLogDrainMax: a stream that never ends
+// after its container's exit does not hold the follower forever.
+func TestLingeringFollowerIsCutAfterLogDrainMax(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits logDrainMax (10 s); skipped by -short")
+	}
+	h := newHarness(t, Config{})
+	cid := h.running(managerTask("t1"))
+	h.m.HandleExit(containerd.Exit{ContainerID: cid, ExitCode: 0})
+	h.waitTerminal("t1")
+	// The fake's Logs returns on ctx.Done without its last words; the
+	// follower closes the files when it ends, which the loop cannot see, so
+	// watch the Logs call end through the runtime's context.
+	deadline := time.Now().Add(logDrainMax + waitTimeout)
+	for !h.rt.logsEnded(cid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the follower of %s still runs %v after the exit was reported", cid, logDrainMax+waitTimeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

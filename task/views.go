@@ -13,6 +13,9 @@ type viewTable struct {
 	mu    sync.RWMutex
 	byID  map[string]View
 	count int
+	// loop is the loop latency histogram; it lives here, beside the other
+	// numbers the status socket reads, and is safe for any goroutine.
+	loop LoopLatency
 }
 
 func (v *viewTable) init() { v.byID = map[string]View{} }

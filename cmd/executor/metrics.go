@@ -85,6 +85,7 @@ func (m *metrics) register(reg *prometheus.Registry, mgr *task.Manager, link *ag
 			Namespace: metricsNamespace, Name: "docker_events_reconnects_total", Help: "Times the Docker events stream was reopened.",
 		}, func() float64 { return float64(dc.StreamReconnects()) }),
 		&taskCollector{mgr: mgr},
+		loopLatencyCollector{mgr.LoopLatency()},
 		&pullCollector{pulls: dc.Pulls},
 	)
 	reg.MustRegister(linkCollectors(link)...)
@@ -135,6 +136,20 @@ func (c *taskCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(failsDesc, prometheus.CounterValue, float64(v.(interface{ Load() uint64 }).Load()), k.(string))
 		return true
 	})
+}
+
+// loopLatencyCollector reports the task loop's latency histogram, which
+// the manager keeps (sampled by every container exit), at scrape time.
+type loopLatencyCollector struct{ h *task.LoopLatency }
+
+var loopLatencyDesc = prometheus.NewDesc(metricsNamespace+"_task_loop_latency_seconds",
+	"Time from the Docker exit watcher handing a container exit over to the task loop handling it: the queueing delay in front of the loop, sampled by every exit.", nil, nil)
+
+func (c loopLatencyCollector) Describe(ch chan<- *prometheus.Desc) { ch <- loopLatencyDesc }
+
+func (c loopLatencyCollector) Collect(ch chan<- prometheus.Metric) {
+	count, sum, buckets := c.h.Snapshot()
+	ch <- prometheus.MustNewConstHistogram(loopLatencyDesc, count, sum, buckets)
 }
 
 // pullCollector reports the image pulls in flight from the Docker client's

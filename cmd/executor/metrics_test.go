@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/mdx-executor/mdx/containerd"
+	"github.com/mdx-executor/mdx/task"
 )
 
 func TestPullCollector(t *testing.T) {
@@ -44,6 +45,26 @@ mesos_executor_image_pulls_in_progress 1
 	pulls = nil
 	if n, err := testutil.GatherAndCount(reg); err != nil || n != 1 {
 		t.Errorf("with no pulls: %d series, %v; want only the in-progress gauge", n, err)
+	}
+	if probs, err := testutil.GatherAndLint(reg); err != nil || len(probs) != 0 {
+		t.Errorf("lint: %v %v", probs, err)
+	}
+}
+
+func TestLoopLatencyCollector(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(loopLatencyCollector{new(task.LoopLatency)})
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mfs) != 1 || mfs[0].GetName() != "mesos_executor_task_loop_latency_seconds" {
+		t.Fatalf("gathered %v; want the one loop latency histogram", mfs)
+	}
+	h := mfs[0].GetMetric()[0].GetHistogram()
+	if h == nil || h.GetSampleCount() != 0 || len(h.GetBucket()) != len(task.LoopLatencyBuckets) {
+		t.Errorf("histogram %v; want no samples and %d buckets", h, len(task.LoopLatencyBuckets))
 	}
 	if probs, err := testutil.GatherAndLint(reg); err != nil || len(probs) != 0 {
 		t.Errorf("lint: %v %v", probs, err)

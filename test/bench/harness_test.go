@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -138,6 +139,19 @@ type executorProc struct {
 // prints the end of the executor's log when b failed.
 func startExecutor(b *testing.B, s setup, name string, env map[string]string) *executorProc {
 	b.Helper()
+	// The deadlines of the executor's Docker calls decide when a slow
+	// daemon fails a task, which is not what a benchmark measures: on a
+	// shared, loaded machine one inspect can take more than the default
+	// 30 s and would end the run.
+	env = maps.Clone(env)
+	if env == nil {
+		env = map[string]string{}
+	}
+	for _, k := range []string{"EXECUTOR_DOCKER_TIMEOUT", "EXECUTOR_FACTS_TIMEOUT"} {
+		if _, ok := env[k]; !ok {
+			env[k] = "2m"
+		}
+	}
 	suffix := containerdtest.RandHex(4)
 	// A short sandbox path: the status socket lives in it.
 	sandbox, err := os.MkdirTemp("", "mdx-bench-")
