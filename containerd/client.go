@@ -293,3 +293,8 @@ const lifecycleTimeout = 2 * time.Minute
 func (c *Client) lifecycleCall(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, max(c.callTimeout, lifecycleTimeout))
 }
+
+// SetDockerConfigPath sets the registry credentials file (the operator
+// policy's docker-config), read at every pull. Call it before any pull: the
+// policy is known only once the daemon has said where it stores containers.
+func (c *Client) SetDockerConfigPath(path string) { c.dockerConfig = path }

@@ -133,7 +133,7 @@ func readFile(path string, sandboxes []string) (fileDoc, error) {
 			sb = rs
 		}
 		if real == sb || strings.HasPrefix(real, strings.TrimSuffix(sb, "/")+"/") {
-			return d, fmt.Errorf("policy file %s is inside the Mesos sandbox %s, which a framework controls", real, sb)
+			return d, fmt.Errorf("policy file %s is inside the Mesos sandbox or container storage %s, which a framework or its tasks can write", real, sb)
 		}
 	}
 	for _, dir := range ContainerStorage {

@@ -11,8 +11,8 @@ import (
 
 // loadPolicy reads the operator's policy file and applies the flags, which
 // can only narrow it, and logs what is in force and why.
-func loadPolicy(cfg Config, log *logrus.Entry) policy.Policy {
-	p := policy.Load(cfg.PolicyFile, sandboxRoots(cfg))
+func loadPolicy(cfg Config, dockerRoot string, log *logrus.Entry) policy.Policy {
+	p := policy.Load(cfg.PolicyFile, append(sandboxRoots(cfg), dockerRoot))
 	for _, why := range p.Narrow(cfg.Narrowing) {
 		log.WithField("setting", why).Warn("a flag or EXECUTOR_* variable asked for more than the operator's policy file allows; ignored")
 	}

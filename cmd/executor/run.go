@@ -82,11 +82,9 @@ func run(cfg Config) int {
 	root, cancelRoot := context.WithCancel(context.Background())
 	defer cancelRoot()
 
-	pol := loadPolicy(cfg, log)
-
 	reg := prometheus.NewRegistry()
 	m := newDockerMetrics(reg)
-	dc, err := containerd.New(root, containerd.Config{Host: cfg.DockerHost, CallTimeout: cfg.DockerTimeout, PullStallTimeout: cfg.PullStallTimeout, DockerConfigPath: pol.DockerConfig, Observe: m.observeDocker, Log: cfg.DockerLog}, log.WithField("component", "docker"))
+	dc, err := containerd.New(root, containerd.Config{Host: cfg.DockerHost, CallTimeout: cfg.DockerTimeout, PullStallTimeout: cfg.PullStallTimeout, Observe: m.observeDocker, Log: cfg.DockerLog}, log.WithField("component", "docker"))
 	if err != nil {
 		log.WithError(err).Error("cannot reach the Docker Engine; exiting so that the agent reports the executor's tasks")
 		return exitFailure
@@ -97,6 +95,11 @@ func run(cfg Config) int {
 		log.WithError(err).Warn("docker info failed")
 	}
 	log.WithFields(logrus.Fields{"api_version": dc.APIVersion(), "storage_driver": dinfo.Driver, "server_version": dinfo.ServerVersion}).Info("connected to the Docker Engine")
+	// The policy is read once Docker says where it keeps what containers
+	// write (a task can plant root-owned files there), and before any
+	// task: nothing has used the defaults yet.
+	pol := loadPolicy(cfg, dinfo.DockerRootDir, log)
+	dc.SetDockerConfigPath(pol.DockerConfig)
 	iso, stats := startIsolation(cfg, dinfo, log.WithField("component", "isolation"))
 	defer func() {
 		// After the containers are gone (the deferred call runs at
