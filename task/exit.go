@@ -13,16 +13,16 @@ import (
 )
 
 // onExit handles a container's exit. The terminal update goes out as soon
-// as the exit is known (drained false is the report from the exit watcher);
-// drained true is the same exit coming back after oomGrace.
+// as the exit is known (afterOOMWait false is the report from the exit
+// watcher); afterOOMWait true is the same exit coming back after oomGrace.
 //
 // The update does not wait for the task's log stream to end: Docker ends
 // that stream only after its cleanup (network teardown, unmounts), about
 // 20 ms after the die event here and far more on a busy host, and everything
 // the container wrote is already in Docker's log by its exit. The follower
 // finishes the sandbox copy from there on its own (see terminate).
-func (m *Manager) onExit(e containerd.Exit, drained bool) {
-	if !drained {
+func (m *Manager) onExit(e containerd.Exit, afterOOMWait bool) {
+	if !afterOOMWait {
 		m.observeExitLatency(e)
 		e.Sent = time.Time{} // a replayed pendingExit is not a second sample
 	}
@@ -38,7 +38,7 @@ func (m *Manager) onExit(e containerd.Exit, drained bool) {
 		t.pendingExit = &e
 		return
 	}
-	if !drained {
+	if !afterOOMWait {
 		switch {
 		case t.phase != phaseExiting:
 			if err := t.enter(phaseExiting); err != nil {
@@ -62,7 +62,7 @@ func (m *Manager) onExit(e containerd.Exit, drained bool) {
 		// OOM killer, whose report from Docker can trail the exit. Give
 		// it a moment before calling it a plain failure.
 		t.oom = oomWaited
-		m.after(oomGrace, drainedMsg{e})
+		m.after(oomGrace, oomWaitedMsg{e})
 		return
 	}
 	code := e.ExitCode

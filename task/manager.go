@@ -261,7 +261,7 @@ func (m *Manager) handle(ctx context.Context, msg any) (bool, error) {
 		m.onLaunchStep(msg)
 	case exitMsg:
 		m.onExit(msg.exit, false)
-	case drainedMsg:
+	case oomWaitedMsg:
 		m.onExit(msg.exit, true)
 	case stepMsg:
 		m.onStep(msg)

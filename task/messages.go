@@ -30,8 +30,9 @@ type (
 		gen    uint64
 		step   string
 	}
-	exitMsg    struct{ exit containerd.Exit }
-	drainedMsg struct{ exit containerd.Exit }
+	exitMsg struct{ exit containerd.Exit }
+	// oomWaitedMsg: a SIGKILL exit has waited oomGrace for a late OOM report.
+	oomWaitedMsg struct{ exit containerd.Exit }
 	// vanishedMsg: the reconcile found no container for a live task.
 	vanishedMsg struct {
 		containerID string
