@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mdx-executor/mdx/internal/testenv"
 	"net/http"
 	"path/filepath"
 	"strconv"
@@ -531,7 +532,7 @@ func TestStaleKeepAliveConnectionUpdate(t *testing.T) {
 	t.Parallel()
 	la := startAgent(t, localagent.Options{Checkpoint: true})
 	f := newFront(t, "http://"+la.Endpoint(), "")
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	r := run(t, baseConfig(f.addr()), testLog(t, &logs))
 	r.next(t, executor.Event_SUBSCRIBED)
 	launch(t, la, r, localagent.Task("t1", nil, 0.1, 32))
@@ -685,7 +686,7 @@ func TestBadStream(t *testing.T) {
 			t.Parallel()
 			f := newFront(t, "", "")
 			f.subscribe = serve
-			var logs syncBuffer
+			var logs testenv.SyncBuffer
 			cfg := baseConfig(f.addr())
 			cfg.MaxFrameSize = 1024
 			r := run(t, cfg, testLog(t, &logs))
@@ -713,7 +714,7 @@ func TestNotAnEventStream(t *testing.T) {
 		w.WriteHeader(http.StatusOK)
 		_, _ = fmt.Fprint(w, "<html>proxy error</html>")
 	}
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	cfg := baseConfig(f.addr())
 	cfg.Checkpoint = false
 	r := run(t, cfg, testLog(t, &logs))
@@ -760,7 +761,7 @@ func TestAuthorization(t *testing.T) {
 	cfg := baseConfig(f.addr())
 	cfg.AuthToken = token
 	cfg.HeartbeatInterval = 20 * time.Millisecond
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	r := run(t, cfg, testLog(t, &logs))
 	r.next(t, executor.Event_SUBSCRIBED)
 	launch(t, la, r, localagent.Task("t1", nil, 0.1, 32))

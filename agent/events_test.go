@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"encoding/json"
+	"github.com/mdx-executor/mdx/internal/testenv"
 	"net/http"
 	"strconv"
 	"strings"
@@ -103,7 +104,7 @@ func TestEventsWithoutPayloadDropped(t *testing.T) {
 			f.subscribe = serveFrames(w.contentType, frames)
 			cfg := baseConfig(f.addr())
 			cfg.ContentType = w.contentType
-			var logs syncBuffer
+			var logs testenv.SyncBuffer
 			r := run(t, cfg, testLog(t, &logs))
 			r.next(t, executor.Event_SUBSCRIBED)
 			// Events are delivered in stream order, so the next one is the
@@ -148,7 +149,7 @@ func TestSubscribedWithoutPayload(t *testing.T) {
 			cfg := baseConfig(f.addr())
 			cfg.ContentType = w.contentType
 			cfg.Checkpoint = false // not a lost link either: never subscribed
-			var logs syncBuffer
+			var logs testenv.SyncBuffer
 			r := run(t, cfg, testLog(t, &logs))
 			eventually(t, "a second SUBSCRIBE", func() bool { return len(f.seen(executor.Call_SUBSCRIBE)) >= 2 })
 			select {

@@ -1,6 +1,7 @@
 package agent_test
 
 import (
+	"github.com/mdx-executor/mdx/internal/testenv"
 	"net/http"
 	"strconv"
 	"strings"
@@ -34,7 +35,7 @@ func TestResubscribeWithoutSubscribed(t *testing.T) {
 			// Without checkpointing a lost stream is fatal; a stream that
 			// never said SUBSCRIBED was no subscription, so not here.
 			cfg.Checkpoint = checkpoint
-			var logs syncBuffer
+			var logs testenv.SyncBuffer
 			r := run(t, cfg, testLog(t, &logs))
 			r.nextWithin(t, executor.Event_SUBSCRIBED, 3*waitTimeout)
 			if got := la.SubscribeCalls(); got != 3 {
@@ -112,7 +113,7 @@ func TestRejectedUpdate(t *testing.T) {
 				err    error
 			}
 			rejected := make(chan rejection, 4)
-			var logs syncBuffer
+			var logs testenv.SyncBuffer
 			r := runWith(t, baseConfig(la.Endpoint()), testLog(t, &logs), func(c *agent.Client) {
 				c.OnReject = func(taskID string, state mesos.TaskState, _ []byte, err error) {
 					rejected <- rejection{taskID, state, err}

@@ -1,7 +1,6 @@
 package containerd_test
 
 import (
-	"bytes"
 	"context"
 	"strings"
 	"sync"
@@ -138,29 +137,11 @@ func waitExited(t *testing.T, c *containerd.Client, id string, timeout time.Dura
 	}
 }
 
-// syncBuffer is a bytes.Buffer that Logs can write while the test reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // logs follows the container's output in the background; wait returns the
 // Logs error once the stream has ended.
-func logs(t *testing.T, c *containerd.Client, id string) (stdout, stderr *syncBuffer, wait func() error) {
+func logs(t *testing.T, c *containerd.Client, id string) (stdout, stderr *testenv.SyncBuffer, wait func() error) {
 	t.Helper()
-	stdout, stderr = &syncBuffer{}, &syncBuffer{}
+	stdout, stderr = &testenv.SyncBuffer{}, &testenv.SyncBuffer{}
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	done := make(chan error, 1)
 	go func() { done <- c.Logs(ctx, id, time.Time{}, stdout, stderr) }()
@@ -175,7 +156,7 @@ func logs(t *testing.T, c *containerd.Client, id string) (stdout, stderr *syncBu
 }
 
 // waitOutput waits until buf contains want.
-func waitOutput(t *testing.T, buf *syncBuffer, want string, timeout time.Duration) {
+func waitOutput(t *testing.T, buf *testenv.SyncBuffer, want string, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !strings.Contains(buf.String(), want) {

@@ -3,6 +3,7 @@ package containerd_test
 import (
 	"context"
 	"errors"
+	"github.com/mdx-executor/mdx/internal/testenv"
 	"io"
 	"strings"
 	"testing"
@@ -47,7 +48,7 @@ func TestLogStreamCancelAndNotFound(t *testing.T) {
 	id := run(t, c, o.spec(image, "logs.2", "echo", "ready", "--", "sleep", "1h"))
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	out := &syncBuffer{}
+	out := &testenv.SyncBuffer{}
 	go func() { done <- c.Logs(ctx, id, time.Time{}, out, io.Discard) }()
 	waitOutput(t, out, "ready\n", 30*time.Second)
 	cancel()

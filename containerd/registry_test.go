@@ -3,6 +3,7 @@ package containerd_test
 import (
 	"context"
 	"errors"
+	"github.com/mdx-executor/mdx/internal/testenv"
 	"strings"
 	"sync"
 	"testing"
@@ -20,7 +21,7 @@ import (
 type registryEnv struct {
 	reg    *registrytest.Registry
 	client *containerd.Client
-	log    *syncBuffer
+	log    *testenv.SyncBuffer
 }
 
 func requireRegistry(t *testing.T) *registrytest.Registry {
@@ -35,9 +36,9 @@ func requireRegistry(t *testing.T) *registrytest.Registry {
 // pullClient is a client of its own (not the shared one) whose log the test
 // reads, with the given docker config and stall timeout. When the test ends
 // it checks that the password appears in none of the client's output.
-func pullClient(t *testing.T, reg *registrytest.Registry, configPath string, stall time.Duration) (*containerd.Client, *syncBuffer) {
+func pullClient(t *testing.T, reg *registrytest.Registry, configPath string, stall time.Duration) (*containerd.Client, *testenv.SyncBuffer) {
 	t.Helper()
-	buf := &syncBuffer{}
+	buf := &testenv.SyncBuffer{}
 	log := logrus.New()
 	log.SetOutput(buf)
 	log.SetLevel(logrus.DebugLevel)

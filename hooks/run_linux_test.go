@@ -5,35 +5,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/mdx-executor/mdx/internal/testenv"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
-
-// syncBuffer is a bytes.Buffer safe for the runner's two copiers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // hookDir makes a hooks dir with a prestart.d holding the given scripts.
 func hookDir(t *testing.T, scripts map[string]string) string {
@@ -101,7 +83,7 @@ func TestEnvironmentExactly(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, string(PreStart), "00-env"), envBin, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	var out syncBuffer
+	var out testenv.SyncBuffer
 	env := Env{TaskID: "t", ContainerID: "c", ContainerPID: 7, NetNS: "/proc/7/ns/net", RootFS: "/proc/7/root",
 		Image: "i", Labels: map[string]string{"x.y-z": "1"}, CNIResult: []byte("[]")}
 	if err := newRunner(t, Config{Dir: dir}).Run(context.Background(), Request{Phase: PreStart, Env: env, Output: &out}); err != nil {
@@ -124,7 +106,7 @@ func TestFailureNamesHookAndStderrTail(t *testing.T) {
 		"20-fail": fmt.Sprintf("echo to-stdout\necho %s >&2\necho 'vlan 10 missing on eth9' >&2\nexit 3\n", long),
 		"30-next": "echo must-not-run\n",
 	})
-	var out syncBuffer
+	var out testenv.SyncBuffer
 	err := newRunner(t, Config{Dir: dir}).Run(context.Background(), Request{Phase: PreStart, Output: &out})
 	var herr *HookError
 	if !errors.As(err, &herr) {
@@ -236,7 +218,7 @@ func TestSuccessfulHookLeavesNothingRunning(t *testing.T) {
 
 func TestOutputBounded(t *testing.T) {
 	dir := hookDir(t, map[string]string{"10-loud": "i=0; while [ $i -lt 2000 ]; do echo 0123456789012345678901234567890123456789; i=$((i+1)); done\n"})
-	var out syncBuffer
+	var out testenv.SyncBuffer
 	if err := newRunner(t, Config{Dir: dir, OutputLimit: 1000}).Run(context.Background(), Request{Phase: PreStart, Output: &out}); err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package prestart
 import (
 	"context"
 	"errors"
+	"github.com/mdx-executor/mdx/internal/testenv"
 	"os"
 	"strings"
 	"testing"
@@ -25,7 +26,7 @@ echo hook-ran-on "$MDX_NETNS"
 `)
 	l := r.start(t, "t1", "cat", "/marker", "--", "cat", "/cni.json", "--", "echo", "", "--", "addrs")
 	var steps []string
-	var hookOut syncBuffer
+	var hookOut testenv.SyncBuffer
 	l.task.OnStep = func(s string) { steps = append(steps, s) }
 	l.task.HookOutput = &hookOut
 	results, err := r.launcher.Start(context.Background(), l.gate, l.task)
