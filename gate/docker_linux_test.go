@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,33 +15,7 @@ import (
 	"github.com/mdx-executor/mdx/containerd/containerdtest"
 )
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-	binDir  string
-)
-
-// gateBinary builds the static executor once per test binary: the gate in a
-// container is that binary, as in production (the test binary itself is
-// neither static nor the executor).
-func gateBinary(t *testing.T) string {
-	t.Helper()
-	binOnce.Do(func() {
-		binDir, binErr = os.MkdirTemp("", "mdx-gatetest-")
-		if binErr != nil {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		binPath = filepath.Join(binDir, "executor")
-		binErr = containerdtest.BuildStatic(ctx, binPath, "./cmd/executor")
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
+func gateBinary(t testing.TB) string { return containerdtest.ExecutorBinary(t) }
 
 func requireDocker(t *testing.T) *containerd.Client {
 	t.Helper()

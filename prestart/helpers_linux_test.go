@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,38 +20,7 @@ import (
 	"github.com/mdx-executor/mdx/hooks"
 )
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-	binDir  string
-)
-
-// gateBinary builds the static executor once per test binary.
-func gateBinary(t testing.TB) string {
-	t.Helper()
-	binOnce.Do(func() {
-		binDir, binErr = os.MkdirTemp("", "mdx-prestarttest-")
-		if binErr != nil {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		binPath = filepath.Join(binDir, "executor")
-		binErr = containerdtest.BuildStatic(ctx, binPath, "./cmd/executor")
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
-
-func cleanupBinary() error {
-	if binDir != "" {
-		return os.RemoveAll(binDir)
-	}
-	return nil
-}
+func gateBinary(t testing.TB) string { return containerdtest.ExecutorBinary(t) }
 
 // requireAll skips (fails with CI=true) without Docker, root or the CNI
 // plugins.

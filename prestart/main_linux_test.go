@@ -10,4 +10,4 @@ import (
 
 var testReaper *reaper.Reaper
 
-func TestMain(m *testing.M) { os.Exit(reapertest.Main(m, &testReaper, cleanupBinary)) }
+func TestMain(m *testing.M) { os.Exit(reapertest.Main(m, &testReaper)) }

@@ -61,6 +61,11 @@ var (
 	imageRef  string
 	imageErr  error // the daemon answered but the image could not be made
 	tmpDir    string
+
+	execOnce sync.Once
+	execPath string
+	execErr  error
+	execDir  string // removed by Run
 )
 
 // Main runs the package's tests through Run and exits with their status. Call
@@ -98,6 +103,9 @@ func Run(m *testing.M, after ...func() error) int {
 	}
 	if client != nil {
 		_ = client.Close()
+	}
+	if execDir != "" {
+		_ = os.RemoveAll(execDir)
 	}
 	if tmpDir != "" {
 		_ = os.RemoveAll(tmpDir)
@@ -165,6 +173,27 @@ func TaskImage(t testing.TB, c *containerd.Client) string {
 		t.Fatalf("test image: %v", imageErr)
 	}
 	return imageRef
+}
+
+// ExecutorBinary builds the static executor once per test binary (the start
+// gate tests mount it into containers, which need it static) and returns its
+// path; Run removes it.
+func ExecutorBinary(t testing.TB) string {
+	t.Helper()
+	execOnce.Do(func() {
+		execDir, execErr = os.MkdirTemp("", "mdx-executortest-")
+		if execErr != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
+		defer cancel()
+		execPath = filepath.Join(execDir, "executor")
+		execErr = BuildStatic(ctx, execPath, "./cmd/executor")
+	})
+	if execErr != nil {
+		t.Fatal(execErr)
+	}
+	return execPath
 }
 
 func buildImage(c *containerd.Client) {
